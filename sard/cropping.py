@@ -1,0 +1,105 @@
+"""Where the network looks: the working scale of an image and the crop around its mask.
+
+Region-constrained sampling never changes a pixel outside the mask, so running the network on a
+crop around the mask (with some context) instead of the whole frame changes no background pixel;
+it only bounds the cost, which then follows the size of the mask, not of the photo. Training uses
+the same scale and crops, so the network sees defects at the same pixel scale in both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def working_scale(height: int, width: int, resolution: int) -> float:
+    """The factor that brings an image to the model's working resolution: its longer side becomes at
+    most ``resolution`` pixels (smaller images are not enlarged)."""
+    return min(1.0, resolution / max(height, width))
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A box of the full-resolution image (``top:bottom, left:right``) and the size it is resampled to
+    at working scale (``work_height`` x ``work_width``)."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    work_height: int
+    work_width: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+
+def _span(low: int, high: int, length: int, needed: int) -> tuple[int, int]:
+    """A window of ``needed`` pixels (at most ``length``) centred on ``[low, high)`` and inside ``[0, length)``."""
+    needed = min(needed, length)
+    start = (low + high) // 2 - needed // 2
+    start = max(0, min(start, length - needed))
+    return start, start + needed
+
+
+def mask_crop_box(mask: np.ndarray, scale: float, min_size: int, context: int, multiple: int = 8) -> CropBox:
+    """The box the network sees for a boolean `(H, W)` mask.
+
+    Args:
+        mask: the full-resolution mask; must not be empty.
+        scale: the working scale (:func:`working_scale`).
+        min_size: the smallest side of the crop at working scale (the training crop size).
+        context: pixels of context on each side of the mask's bounding box, at working scale.
+        multiple: the crop's sides at working scale are rounded up to this (the network's stride).
+    """
+    rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
+    top, bottom = np.flatnonzero(rows)[[0, -1]]
+    left, right = np.flatnonzero(cols)[[0, -1]]
+    height, width = mask.shape
+
+    def needed(extent: int) -> int:
+        work = max(min_size, math.ceil(extent * scale) + 2 * context)
+        work = math.ceil(work / multiple) * multiple
+        return math.ceil(work / scale)
+
+    box_top, box_bottom = _span(top, bottom + 1, height, needed(bottom + 1 - top))
+    box_left, box_right = _span(left, right + 1, width, needed(right + 1 - left))
+    work_height = max(1, round((box_bottom - box_top) * scale))
+    work_width = max(1, round((box_right - box_left) * scale))
+    return CropBox(box_top, box_left, box_bottom, box_right, work_height, work_width)
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample a `(B, C, H, W)` float image to ``size``: antialiased bilinear (area-like when shrinking)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample a `(B, 1, H, W)` {0, 1} mask to ``size``; a working pixel is in the mask if any part of it is,
+    so thin cracks and one-pixel pits survive downscaling."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return (F.interpolate(mask.float(), size=size, mode="area") > 0).to(mask.dtype)
+
+
+def pad_to(image: torch.Tensor, size: tuple[int, int], mode: str = "replicate") -> torch.Tensor:
+    """Pad a `(B, C, H, W)` tensor at the bottom and right to ``size`` (``mode="constant"`` pads zeros)."""
+    pad_h, pad_w = size[0] - image.shape[-2], size[1] - image.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return image
+    return F.pad(image, (0, pad_w, 0, pad_h), mode=mode)

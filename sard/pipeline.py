@@ -1,0 +1,258 @@
+"""SARDPipeline: paint a defect of a chosen type into a mask on a normal image."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from . import cropping, image_io, sampling
+from .denoiser import SARDDenoiser
+from .scheduler import SARDScheduler
+
+BACKGROUND_MODES = ("clean", "noised")
+
+
+@dataclass
+class _Prepared:
+    """One input after decoding: the user's pixels, the mask and the crop the network works on."""
+
+    decoded: image_io.DecodedImage
+    mask: np.ndarray  # (H, W) bool, full resolution
+    box: cropping.CropBox
+    known: torch.Tensor  # (1, 3, h, w) in [-1, 1], the crop at working scale
+    work_mask: torch.Tensor  # (1, 1, h, w) in {0, 1}
+
+
+def _as_list(value, name: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name} is an empty list; pass at least one.")
+        return list(value)
+    if isinstance(value, torch.Tensor) and value.ndim == 4:
+        return list(value)  # a (B, C, H, W) batch
+    return [value]
+
+
+def _broadcast(values: list, batch_size: int, name: str) -> list:
+    if len(values) == batch_size:
+        return values
+    if len(values) == 1:
+        return values * batch_size
+    raise ValueError(f"Got {len(values)} {name} for {batch_size} images; pass one, or one per image.")
+
+
+class SARDPipeline(DiffusionPipeline):
+    """Region-constrained few-step diffusion (SARD, Wang et al. 2025) on top of a diffusion-GAN denoiser.
+
+    Only pixels inside the mask are ever updated; everything outside it is returned exactly as given.
+    The network runs on a crop around the mask at the model's working resolution, and the result is
+    pasted back into the full-resolution image inside the mask.
+
+    Args:
+        denoiser ([`SARDDenoiser`]): predicts the clean image from ``x_t``.
+        scheduler ([`SARDScheduler`]): the few-step schedule and posterior.
+        resolution (`int`, defaults to 256): images are processed with their longer side at most this long,
+            as in training.
+        crop_size (`int`, defaults to 64): the smallest crop the network sees (the training crop size).
+        context (`int`, defaults to 16): pixels of context around the mask's bounding box, at working scale.
+    """
+
+    model_cpu_offload_seq = "denoiser"
+
+    def __init__(
+        self,
+        denoiser: SARDDenoiser,
+        scheduler: SARDScheduler,
+        resolution: int = 256,
+        crop_size: int = 64,
+        context: int = 16,
+    ):
+        super().__init__()
+        self.register_modules(denoiser=denoiser, scheduler=scheduler)
+        self.register_to_config(resolution=resolution, crop_size=crop_size, context=context)
+
+    @property
+    def defect_types(self) -> list[str]:
+        """The defect types this checkpoint can paint, in label order."""
+        return list(self.denoiser.config.defect_types)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "SARDPipeline":
+        """Load from a local folder or a Hugging Face Hub id (also offline, from the cache).
+
+        diffusers refuses to download pipelines whose components live outside diffusers, so a hub id is
+        first fetched as a snapshot with ``huggingface_hub`` and then loaded as a folder. Weights are only
+        ever read from safetensors files; no pickle is loaded.
+        """
+        path = os.fspath(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            from huggingface_hub import snapshot_download
+
+            hub_options = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+            options = {key: kwargs.pop(key) for key in hub_options if key in kwargs}
+            path = snapshot_download(path, **options)
+        kwargs["use_safetensors"] = True
+        return super().from_pretrained(path, **kwargs)
+
+    def _label(self, defect: str | None, generator: torch.Generator | None) -> int:
+        types = self.defect_types
+        if defect is None:
+            # One type: that one. Several: draw one with the image's own generator.
+            return int(torch.randint(len(types), (1,), generator=generator)) if len(types) > 1 else 0
+        if defect not in types:
+            raise ValueError(f"Unknown defect type {defect!r}; this checkpoint knows: {', '.join(types)}.")
+        return types.index(defect)
+
+    def _prepare(self, image, mask_image, resolution: int) -> _Prepared:
+        decoded = image_io.decode_image(image)
+        mask = image_io.decode_mask(mask_image, decoded.size)
+        if not mask.any():
+            raise ValueError(
+                "The mask is empty: there is nothing to synthesise. Paint (white) the region for the defect."
+            )
+        scale = cropping.working_scale(*decoded.size, resolution)
+        box = cropping.mask_crop_box(
+            mask, scale, self.config.crop_size, self.config.context, multiple=self.denoiser.stride
+        )
+        rows, cols = box.slices
+        size = (box.work_height, box.work_width)
+        rgb = image_io.to_unit_rgb(decoded.pixels[rows, cols], decoded)
+        known = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * 2.0 - 1.0
+        work_mask = torch.from_numpy(np.ascontiguousarray(mask[rows, cols]))[None, None].float()
+        return _Prepared(decoded, mask, box, cropping.resize(known, size), cropping.resize_mask(work_mask, size))
+
+    def _paste(self, prepared: _Prepared, crop: torch.Tensor) -> np.ndarray:
+        """Write the synthesised crop `(3, h, w)` into a copy of the user's pixels, inside the mask only."""
+        box = prepared.box
+        crop = cropping.resize(crop[None].float(), (box.height, box.width))[0]
+        rgb = (crop.permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0
+        synthesized = image_io.from_unit_rgb(rgb, prepared.decoded)
+        pixels = prepared.decoded.pixels.copy()
+        rows, cols = box.slices
+        inside = prepared.mask[rows, cols]
+        region = pixels[rows, cols]  # a view: writes go into ``pixels``
+        region[inside, : prepared.decoded.color_channels] = synthesized[inside]
+        return pixels
+
+    def _per_image_noise(self, shapes, generators, padded, device, dtype) -> torch.Tensor:
+        """Standard normal noise drawn per image at its own size, then padded: image i's noise does not
+        depend on what else is in the batch."""
+        noise = [
+            cropping.pad_to(randn_tensor((1, 3, *shape), generator=g, device=device, dtype=dtype), padded)
+            for shape, g in zip(shapes, generators)
+        ]
+        return torch.cat(noise)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image,
+        mask_image,
+        defect: str | list[str] | None = None,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        resolution: int | None = None,
+        background: str = "clean",
+        region_constraint: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        r"""Paint a defect into each mask.
+
+        Args:
+            image (`PIL.Image.Image`, `np.ndarray`, `torch.Tensor`, path, or a list of them): the normal
+                image(s). PIL images of any mode; arrays `(H, W[, C])` and tensors `(C, H, W)` of uint8,
+                uint16 or floats in [0, 1]; a `(B, C, H, W)` tensor is a batch. Any size.
+            mask_image (same types, or a list): 1 / white = paint a defect here, binarised at 0.5; resized
+                (nearest) to its image when sizes differ. One mask for all images, or one per image.
+            defect (`str` or `list[str]`, *optional*): the defect type, one of :attr:`defect_types`, or one
+                per image. None: the only type, or a type drawn with each image's generator.
+            num_inference_steps (`int`, *optional*): reverse steps, from 1 to the model's ``T`` (default ``T``).
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): one generator for all, or
+                one per image so that image i's result depends only on its own seed.
+            output_type (`str`, defaults to `"pil"`): `"pil"` keeps the input's mode (palette images come
+                back RGB); `"np"` and `"pt"` keep the input's dtype and layout.
+            return_dict (`bool`, defaults to True): return an `ImagePipelineOutput` instead of a tuple.
+            resolution (`int`, *optional*): working resolution, defaults to the model's.
+            background (`str`, defaults to `"clean"`): what the network sees outside the mask at each step,
+                the clean image (SARD) or the image re-noised to the step's level (RePaint; an ablation).
+            region_constraint (`bool`, defaults to True): update only the mask at every step (RCD). False
+                lets the network update the whole crop and pastes inside the mask only at the end (an
+                ablation: what inpainting pipelines without RCD do).
+
+        Returns:
+            [`~diffusers.ImagePipelineOutput`] whose ``images`` is a list with one result per input: outside
+            the mask, the input's pixels unchanged.
+
+        Examples:
+            ```py
+            >>> import sard
+            >>> from PIL import Image
+            >>> pipe = sard.SARDPipeline.from_pretrained(sard.DEFAULT_CHECKPOINT)
+            >>> image = Image.open("tile.png")
+            >>> mask = Image.new("L", image.size)  # paint the defect region white
+            >>> result = pipe(image, mask, defect="crack").images[0]
+            ```
+        """
+        if background not in BACKGROUND_MODES:
+            raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {background!r}.")
+        images = _as_list(image, "images")
+        batch_size = len(images)
+        masks = _broadcast(_as_list(mask_image, "masks"), batch_size, "masks")
+        defects = _broadcast(list(defect) if isinstance(defect, (list, tuple)) else [defect], batch_size, "defects")
+        generators = generator if isinstance(generator, list) else [generator] * batch_size
+        generators = _broadcast(generators, batch_size, "generators")
+        resolution = resolution or self.config.resolution
+        device, dtype = self._execution_device, self.denoiser.dtype
+
+        # 1. Decode inputs and cut the working crops around the masks.
+        prepared = [self._prepare(im, m, resolution) for im, m in zip(images, masks)]
+        labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)
+        shapes = [tuple(p.known.shape[-2:]) for p in prepared]
+        stride = self.denoiser.stride
+        padded = tuple(-(-max(s[i] for s in shapes) // stride) * stride for i in (0, 1))
+        known = torch.cat([cropping.pad_to(p.known, padded) for p in prepared]).to(device, dtype)
+        mask = torch.cat([cropping.pad_to(p.work_mask, padded, mode="constant") for p in prepared]).to(device, dtype)
+        z = torch.cat([randn_tensor((1, self.denoiser.config.latent_dim), generator=g) for g in generators])
+        z = z.to(device, dtype)
+
+        # 2. x_T: noise inside the mask, the clean background outside (or noise everywhere, for the ablations).
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        t_start = int(self.scheduler.timesteps[0])
+        noise = self._per_image_noise(shapes, generators, padded, device, dtype)
+        abar = self.scheduler.alphas_cumprod.to(device)
+        if background == "clean" and region_constraint:
+            x_t = sampling.blend_known(noise, known, mask)
+        else:
+            x_t = sampling.q_sample(known, torch.full((batch_size,), t_start), abar, noise)
+        known_input = known * (1.0 - mask)  # the network never sees the original pixels under the mask
+
+        # 3. Reverse steps: predict x0, draw the posterior sample, pass the background through.
+        for t in self.progress_bar(self.scheduler.timesteps):
+            timestep = torch.full((batch_size,), int(t), device=device)
+            x0_hat = self.denoiser(x_t, timestep, z, mask, known_input, labels)
+            variance_noise = self._per_image_noise(shapes, generators, padded, device, dtype)
+            x_t = self.scheduler.step(x0_hat, t, x_t, variance_noise=variance_noise).prev_sample
+            if region_constraint:
+                s = self.scheduler.previous_timestep(int(t))
+                if background == "noised" and s > 0:
+                    level = torch.full((batch_size,), s)
+                    noised = self._per_image_noise(shapes, generators, padded, device, dtype)
+                    x_t = sampling.blend_known(x_t, sampling.q_sample(known, level, abar, noised), mask)
+                else:
+                    x_t = sampling.blend_known(x_t, known, mask)
+
+        # 4. Paste each crop back into its full-resolution image, inside the mask only.
+        results = [
+            image_io.encode_image(self._paste(p, x_t[i, :, : shape[0], : shape[1]]), p.decoded, output_type)
+            for i, (p, shape) in enumerate(zip(prepared, shapes))
+        ]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (results,)
+        return ImagePipelineOutput(images=results)
