@@ -64,7 +64,7 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
         )
         self.global_head = nn.Linear(channels[-1], 1)
         self.label_projection = nn.Embedding(num_defect_types, channels[-1]) if num_defect_types > 1 else None
-        self.mask_head = nn.Conv2d(channels[-1], 1, 1) if mask_head else None
+        self.mask_logits_head = nn.Conv2d(channels[-1], 1, 1) if mask_head else None
 
     def forward(
         self,
@@ -96,5 +96,5 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
         global_logits = self.global_head(pooled).squeeze(1)
         if self.label_projection is not None and label is not None:
             global_logits = global_logits + (self.label_projection(label) * pooled).sum(dim=1)
-        mask_logits = self.mask_head(h) if self.mask_head is not None else None
+        mask_logits = self.mask_logits_head(h) if self.mask_logits_head is not None else None
         return global_logits, mask_logits

@@ -1,0 +1,175 @@
+"""The training configuration: one dataclass, loaded from YAML with command-line overrides."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be trained; the message says which key and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Network and scheduler sizes become the checkpoint's
+    ``register_to_config`` arguments; the rest is saved as ``config.yaml`` in the run directory."""
+
+    # Data
+    data_root: str = ""
+    category: str = ""
+    data_format: str = "auto"  # mvtec | btad | folder | auto
+    split: str = "protocol"  # protocol: first third of each defect type trains | all
+    resolution: int = 256  # images are used with their longer side at most this long
+    crop_size: int = 64  # training crops around the masks, at working scale
+    hflip: bool = True
+    vflip: bool = True
+    rotate90: bool = False  # for textures without a preferred direction
+    scale_jitter: float = 0.15  # crops are drawn at a random scale in [1 - j, 1 + j]
+
+    # Networks (see SARDDenoiser and MaskAwareDiscriminator)
+    channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
+    layers_per_block: int = 1
+    mid_attention: bool = True
+    latent_dim: int = 32
+    disc_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    mask_head: bool = True  # the mask-aware discriminator head (False: global head only, an ablation)
+
+    # Diffusion
+    num_timesteps: int = 4
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+
+    # Losses
+    lambda_mask: float = 1.0  # weight of the mask-aware head's loss
+    lambda_x0: float = 1.0  # the mask-aware head also judges the clean prediction x0_hat against x_a
+    lambda_rec: float = 1.0  # masked L1 between x0_hat and x_a (0: adversarial losses only)
+    r1_gamma: float = 0.05
+    r1_every: int = 4  # lazy R1 (StyleGAN2): the penalty every k steps, scaled by k
+
+    # Optimisation
+    batch_size: int = 16  # per process
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 2000
+    lr_g: float = 1.6e-4
+    lr_d: float = 1.25e-4
+    adam_betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    ema_max_decay: float = 0.999
+    ema_power: float = 0.6667  # EMA warm-up as diffusers' EMAModel: decay = 1 - (1 + step) ** -power
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    seed: int = 0
+    max_train_minutes: float = 0.0  # > 0: stop (with a checkpoint) once this much wall time is spent
+    num_threads: int = 0  # CPU threads per process; 0: the cores divided among the local processes
+
+    # Output
+    output_dir: str = "runs/sard"
+    checkpoint_every: int = 500
+    checkpoints_total_limit: int = 3
+    sample_every: int = 500
+    log_every: int = 10
+    resume: str = ""  # "latest" or a checkpoint folder
+    push_to_hub: bool = False
+    hub_model_id: str = ""
+
+    def validate(self) -> None:
+        """Fail early, before anything heavy starts, with one message listing every bad key."""
+        errors = []
+        if not self.data_root:
+            errors.append("data_root is required (--data_root PATH)")
+        elif not Path(self.data_root).is_dir():
+            errors.append(f"data_root {self.data_root!r} is not a folder")
+        if self.data_format not in ("auto", "mvtec", "btad", "folder"):
+            errors.append(f"data_format must be auto, mvtec, btad or folder, got {self.data_format!r}")
+        if self.split not in ("protocol", "all"):
+            errors.append(f"split must be protocol or all, got {self.split!r}")
+        stride = 2 ** (len(self.channels) - 1)
+        if self.crop_size % stride:
+            errors.append(f"crop_size {self.crop_size} must be a multiple of {stride} (2 ** (len(channels) - 1))")
+        if self.resolution < self.crop_size:
+            errors.append(f"resolution {self.resolution} must be at least crop_size {self.crop_size}")
+        for name in ("batch_size", "max_steps", "num_timesteps", "r1_every", "gradient_accumulation_steps",
+                     "checkpoint_every", "sample_every", "log_every", "latent_dim"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lambda_mask", "lambda_x0", "lambda_rec", "r1_gamma", "lr_g", "lr_d", "scale_jitter"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.scale_jitter < 1.0:
+            errors.append(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
+        if any(c % 8 for c in self.channels):
+            errors.append(f"channels must be multiples of 8 (GroupNorm groups), got {self.channels}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            errors.append(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.push_to_hub and not self.hub_model_id:
+            errors.append("push_to_hub needs --hub_model_id ORG/NAME")
+        if errors:
+            raise ConfigError("Invalid training configuration:\n  " + "\n  ".join(errors))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def _parse_value(name: str, kind: type, text: str):
+    """Parse one command-line value with the type of its config field."""
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            return [item(v) for v in text.replace(",", " ").split()]
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"--{name}: cannot read {text!r} as {getattr(kind, '__name__', kind)}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """A config from a YAML file (keys as in :class:`TrainConfig`), then ``overrides``; validated."""
+    values = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"No config file at {path}; see train/configs/ for the shipped ones.")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys to values.")
+    values.update(overrides or {})
+    known = _field_types()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"Unknown config key(s): {', '.join(unknown)}. Known keys: {', '.join(known)}.")
+    config = TrainConfig(**values)
+    config.validate()
+    return config
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """``--config FILE`` plus ``--key value`` for any config key (``--resume latest``, ``--max_steps 10``...)."""
+    parser = argparse.ArgumentParser(
+        description="Train a SARD checkpoint (denoiser + mask-aware discriminator).",
+        epilog="Every key of the config can be overridden as --key value.",
+    )
+    parser.add_argument("--config", help="YAML file with config keys (train/configs/*.yaml)")
+    types = _field_types()
+    defaults = TrainConfig()
+    for name in types:
+        parser.add_argument(f"--{name}", default=None, metavar="V", help=f"(default: {getattr(defaults, name)})")
+    args = parser.parse_args(argv)
+    overrides = {
+        name: _parse_value(name, types[name], value)
+        for name, value in vars(args).items()
+        if name != "config" and value is not None
+    }
+    return load_config(args.config, overrides)

@@ -1,0 +1,63 @@
+"""The losses of Discriminative Mask Guidance, in DDGAN's non-saturating form (METHOD.md, Training)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the pixels where ``mask`` is 1 (0 when the mask is empty), over the batch."""
+    mask = mask.to(values.dtype).expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def logit_mask(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The mask at the resolution of a logit map: a cell counts if any pixel under it is in the mask,
+    so the mask-aware head is pooled over the mask and its border."""
+    return F.adaptive_max_pool2d(mask.float(), logits.shape[-2:])
+
+
+def mask_head_loss(mask_logits: torch.Tensor | None, mask: torch.Tensor, real: bool) -> torch.Tensor:
+    """The mask-aware head's non-saturating term, pooled over the mask: ``softplus(-+Dm)`` for real (fake)
+    targets; zero when the head is switched off."""
+    if mask_logits is None:
+        return mask.new_zeros(())
+    sign = -1.0 if real else 1.0
+    return masked_mean(F.softplus(sign * mask_logits), logit_mask(mask, mask_logits))
+
+
+def discriminator_loss(
+    real: tuple[torch.Tensor, torch.Tensor | None],
+    fake: tuple[torch.Tensor, torch.Tensor | None],
+    mask: torch.Tensor,
+    lambda_mask: float,
+) -> dict[str, torch.Tensor]:
+    """``L_D = softplus(-Dg(real)) + softplus(Dg(fake))
+    + lambda_m * masked_mean(softplus(-Dm(real)) + softplus(Dm(fake)), m)``.
+
+    Returns the total as ``"loss"`` and its parts for logging.
+    """
+    global_loss = F.softplus(-real[0]).mean() + F.softplus(fake[0]).mean()
+    mask_loss = mask_head_loss(real[1], mask, real=True) + mask_head_loss(fake[1], mask, real=False)
+    return {"loss": global_loss + lambda_mask * mask_loss, "d_global": global_loss, "d_mask": mask_loss}
+
+
+def generator_adversarial_loss(
+    fake: tuple[torch.Tensor, torch.Tensor | None], mask: torch.Tensor, lambda_mask: float
+) -> dict[str, torch.Tensor]:
+    """``L_G,adv = softplus(-Dg(fake)) + lambda_m * masked_mean(softplus(-Dm(fake)))``."""
+    global_loss = F.softplus(-fake[0]).mean()
+    mask_loss = mask_head_loss(fake[1], mask, real=True)
+    return {"loss": global_loss + lambda_mask * mask_loss, "g_global": global_loss, "g_mask": mask_loss}
+
+
+def reconstruction_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``masked_mean(|x0_hat - x_a|, m)``: anchors the fill to the real defect's colour and shape early on."""
+    return masked_mean((x0_hat - x0).abs(), mask)
+
+
+def r1_penalty(logits_sum: torch.Tensor, real_input: torch.Tensor) -> torch.Tensor:
+    """``|grad_x D(x)|^2`` on real inputs, averaged over the batch (Mescheder et al. 2018)."""
+    (grad,) = torch.autograd.grad(logits_sum, real_input, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
