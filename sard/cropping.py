@@ -63,22 +63,25 @@ def mask_crop_box(mask: np.ndarray, scale: float, min_size: int, context: int, m
         scale: the working scale (:func:`working_scale`).
         min_size: the smallest side of the crop at working scale (the training crop size).
         context: pixels of context on each side of the mask's bounding box, at working scale.
-        multiple: the crop's sides at working scale are rounded up to this (the network's stride).
+        multiple: the crop's sides at working scale are rounded up to this (the network's stride), unless
+            the image is smaller than that.
     """
     rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
-    top, bottom = np.flatnonzero(rows)[[0, -1]]
-    left, right = np.flatnonzero(cols)[[0, -1]]
+    top, bottom = (int(i) for i in np.flatnonzero(rows)[[0, -1]])
+    left, right = (int(i) for i in np.flatnonzero(cols)[[0, -1]])
     height, width = mask.shape
 
-    def needed(extent: int) -> int:
-        work = max(min_size, math.ceil(extent * scale) + 2 * context)
+    def span(low: int, high: int, length: int) -> tuple[int, int, int]:
+        work = max(min_size, math.ceil((high - low) * scale) + 2 * context)
         work = math.ceil(work / multiple) * multiple
-        return math.ceil(work / scale)
+        start, stop = _span(low, high, length, math.ceil(work / scale))
+        # round(box * scale) can exceed work by one when scale > 1/2: keep the multiple unless the image is smaller.
+        if stop - start < math.ceil(work / scale):
+            work = max(1, round((stop - start) * scale))
+        return start, stop, work
 
-    box_top, box_bottom = _span(top, bottom + 1, height, needed(bottom + 1 - top))
-    box_left, box_right = _span(left, right + 1, width, needed(right + 1 - left))
-    work_height = max(1, round((box_bottom - box_top) * scale))
-    work_width = max(1, round((box_right - box_left) * scale))
+    box_top, box_bottom, work_height = span(top, bottom + 1, height)
+    box_left, box_right, work_width = span(left, right + 1, width)
     return CropBox(box_top, box_left, box_bottom, box_right, work_height, work_width)
 
 

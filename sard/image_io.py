@@ -35,6 +35,7 @@ class DecodedImage:
         kind: "pil", "np" or "pt": the type the input came as.
         pil_mode: the PIL mode of the output when ``kind == "pil"``.
         squeezed: the input array had no channel axis.
+        tensor_dtype: the dtype of an input tensor that numpy cannot hold (bfloat16), restored on output.
     """
 
     pixels: np.ndarray
@@ -43,6 +44,7 @@ class DecodedImage:
     kind: str
     pil_mode: str | None = None
     squeezed: bool = False
+    tensor_dtype: torch.dtype | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -141,8 +143,10 @@ def decode_image(image) -> DecodedImage:
         array = image.detach().cpu()
         if array.ndim == 3:
             array = array.permute(1, 2, 0)
-        if array.dtype == torch.bfloat16:
-            array = array.float()
+        if array.dtype == torch.bfloat16:  # exact in float32, and numpy has no bfloat16
+            decoded = _decode_array(array.float().numpy(), "pt")
+            decoded.tensor_dtype = torch.bfloat16
+            return decoded
         return _decode_array(array.numpy(), "pt")
     if isinstance(image, np.ndarray):
         return _decode_array(image, "np")
@@ -184,6 +188,8 @@ def encode_image(pixels: np.ndarray, decoded: DecodedImage, output_type: str):
         return array
     if output_type == "pt":
         tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if decoded.tensor_dtype is not None:
+            tensor = tensor.to(decoded.tensor_dtype)
         return tensor if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}.")
 
@@ -195,8 +201,8 @@ def array_to_pil(pixels: np.ndarray, value_range: float) -> PIL.Image.Image:
     return PIL.Image.fromarray(uint8[..., 0] if uint8.shape[2] == 1 else uint8)
 
 
-def decode_mask(mask, size: tuple[int, int]) -> np.ndarray:
-    """A boolean `(H, W)` mask at ``size = (H, W)``: 1 / white = synthesise, binarised at 0.5.
+def decode_mask(mask, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A boolean `(H, W)` mask at ``size = (H, W)`` (default: its own): 1 / white = synthesise, binarised at 0.5.
 
     Accepts what :func:`decode_image` accepts. Where the mask has an alpha channel that is not fully
     opaque (a painted layer), the alpha is the mask; otherwise the luminance is. A mask of another size
@@ -215,7 +221,7 @@ def decode_mask(mask, size: tuple[int, int]) -> np.ndarray:
     else:
         unit = pixels[..., 0].astype(np.float32) / decoded.value_range
     binary = unit >= 0.5
-    if binary.shape != tuple(size):
+    if size is not None and binary.shape != tuple(size):
         resized = PIL.Image.fromarray(binary).resize((size[1], size[0]), PIL.Image.NEAREST)
         binary = np.asarray(resized, dtype=bool)
     return binary

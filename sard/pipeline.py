@@ -12,6 +12,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import cropping, image_io, sampling
 from .denoiser import SARDDenoiser
+from .loading import CheckpointError, check_checkpoint
 from .scheduler import SARDScheduler
 
 BACKGROUND_MODES = ("clean", "noised")
@@ -82,22 +83,40 @@ class SARDPipeline(DiffusionPipeline):
         return list(self.denoiser.config.defect_types)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "SARDPipeline":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> SARDPipeline:
         """Load from a local folder or a Hugging Face Hub id (also offline, from the cache).
 
         diffusers refuses to download pipelines whose components live outside diffusers, so a hub id is
         first fetched as a snapshot with ``huggingface_hub`` and then loaded as a folder. Weights are only
         ever read from safetensors files; no pickle is loaded.
         """
-        path = os.fspath(pretrained_model_name_or_path)
+        path = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
         if not os.path.isdir(path):
-            from huggingface_hub import snapshot_download
-
-            hub_options = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-            options = {key: kwargs.pop(key) for key in hub_options if key in kwargs}
-            path = snapshot_download(path, **options)
+            path = cls._download(path, kwargs)
+        check_checkpoint(path)
         kwargs["use_safetensors"] = True
-        return super().from_pretrained(path, **kwargs)
+        try:
+            return super().from_pretrained(path, **kwargs)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"Could not load the SARD checkpoint at {path}: {error}") from error
+
+    @staticmethod
+    def _download(repo_id: str, kwargs: dict) -> str:
+        """Fetch a Hub snapshot (or find it in the cache when offline) and return its folder."""
+        if repo_id.startswith((".", "/", "~")) or repo_id.count("/") != 1:
+            raise CheckpointError(f"No checkpoint folder at {repo_id!r} (and it is not a Hub id like 'org/name').")
+        from huggingface_hub import snapshot_download
+
+        hub_options = ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+        options = {key: kwargs.pop(key) for key in hub_options if key in kwargs}
+        try:
+            return snapshot_download(repo_id, **options)
+        except Exception as error:  # offline, unknown repository, no access: all end here
+            raise CheckpointError(
+                f"{repo_id!r} is not a local folder, and fetching it from the Hugging Face Hub failed "
+                f"({type(error).__name__}: {error}). Check the id and your connection; offline "
+                "(HF_HUB_OFFLINE=1) only models already in the cache load."
+            ) from error
 
     def _label(self, defect: str | None, generator: torch.Generator | None) -> int:
         types = self.defect_types
@@ -147,6 +166,40 @@ class SARDPipeline(DiffusionPipeline):
             for shape, g in zip(shapes, generators)
         ]
         return torch.cat(noise)
+
+    def _sample(self, prepared, labels, z, generators, padded, background, region_constraint) -> torch.Tensor:
+        """Region-constrained sampling of crops padded to the same size ``padded``; returns ``x_0``."""
+        device, dtype = self._execution_device, self.denoiser.dtype
+        batch_size = len(prepared)
+        shapes = [tuple(p.known.shape[-2:]) for p in prepared]
+        known = torch.cat([cropping.pad_to(p.known, padded) for p in prepared]).to(device, dtype)
+        mask = torch.cat([cropping.pad_to(p.work_mask, padded, mode="constant") for p in prepared]).to(device, dtype)
+
+        # 2. x_T: noise inside the mask, the clean background outside (or noise everywhere, for the ablations).
+        t_start = int(self.scheduler.timesteps[0])
+        noise = self._per_image_noise(shapes, generators, padded, device, dtype)
+        abar = self.scheduler.alphas_cumprod.to(device)
+        if background == "clean" and region_constraint:
+            x_t = sampling.blend_known(noise, known, mask)
+        else:
+            x_t = sampling.q_sample(known, torch.full((batch_size,), t_start), abar, noise)
+        known_input = known * (1.0 - mask)  # the network never sees the original pixels under the mask
+
+        # 3. Reverse steps: predict x0, draw the posterior sample, pass the background through.
+        for t in self.progress_bar(self.scheduler.timesteps):
+            timestep = torch.full((batch_size,), int(t), device=device)
+            x0_hat = self.denoiser(x_t, timestep, z, mask, known_input, labels)
+            variance_noise = self._per_image_noise(shapes, generators, padded, device, dtype)
+            x_t = self.scheduler.step(x0_hat, t, x_t, variance_noise=variance_noise).prev_sample
+            if region_constraint:
+                s = self.scheduler.previous_timestep(int(t))
+                if background == "noised" and s > 0:
+                    level = torch.full((batch_size,), s)
+                    noised = self._per_image_noise(shapes, generators, padded, device, dtype)
+                    x_t = sampling.blend_known(x_t, sampling.q_sample(known, level, abar, noised), mask)
+                else:
+                    x_t = sampling.blend_known(x_t, known, mask)
+        return x_t
 
     @torch.no_grad()
     def __call__(
@@ -214,43 +267,27 @@ class SARDPipeline(DiffusionPipeline):
         prepared = [self._prepare(im, m, resolution) for im, m in zip(images, masks)]
         labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)
         shapes = [tuple(p.known.shape[-2:]) for p in prepared]
-        stride = self.denoiser.stride
-        padded = tuple(-(-max(s[i] for s in shapes) // stride) * stride for i in (0, 1))
-        known = torch.cat([cropping.pad_to(p.known, padded) for p in prepared]).to(device, dtype)
-        mask = torch.cat([cropping.pad_to(p.work_mask, padded, mode="constant") for p in prepared]).to(device, dtype)
         z = torch.cat([randn_tensor((1, self.denoiser.config.latent_dim), generator=g) for g in generators])
         z = z.to(device, dtype)
-
-        # 2. x_T: noise inside the mask, the clean background outside (or noise everywhere, for the ablations).
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        t_start = int(self.scheduler.timesteps[0])
-        noise = self._per_image_noise(shapes, generators, padded, device, dtype)
-        abar = self.scheduler.alphas_cumprod.to(device)
-        if background == "clean" and region_constraint:
-            x_t = sampling.blend_known(noise, known, mask)
-        else:
-            x_t = sampling.q_sample(known, torch.full((batch_size,), t_start), abar, noise)
-        known_input = known * (1.0 - mask)  # the network never sees the original pixels under the mask
 
-        # 3. Reverse steps: predict x0, draw the posterior sample, pass the background through.
-        for t in self.progress_bar(self.scheduler.timesteps):
-            timestep = torch.full((batch_size,), int(t), device=device)
-            x0_hat = self.denoiser(x_t, timestep, z, mask, known_input, labels)
-            variance_noise = self._per_image_noise(shapes, generators, padded, device, dtype)
-            x_t = self.scheduler.step(x0_hat, t, x_t, variance_noise=variance_noise).prev_sample
-            if region_constraint:
-                s = self.scheduler.previous_timestep(int(t))
-                if background == "noised" and s > 0:
-                    level = torch.full((batch_size,), s)
-                    noised = self._per_image_noise(shapes, generators, padded, device, dtype)
-                    x_t = sampling.blend_known(x_t, sampling.q_sample(known, level, abar, noised), mask)
-                else:
-                    x_t = sampling.blend_known(x_t, known, mask)
+        # GroupNorm and attention see the whole padded crop, so crops are batched only with crops of the
+        # same padded size: image i's result does not depend on the other images in the batch.
+        stride = self.denoiser.stride
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            groups.setdefault(tuple(-(-side // stride) * stride for side in shape), []).append(i)
+        crops: list[torch.Tensor | None] = [None] * batch_size
+        for padded, index in groups.items():
+            group = [prepared[i] for i in index]
+            gens = [generators[i] for i in index]
+            x_0 = self._sample(group, labels[index], z[index], gens, padded, background, region_constraint)
+            for row, i in enumerate(index):
+                crops[i] = x_0[row, :, : shapes[i][0], : shapes[i][1]]
 
         # 4. Paste each crop back into its full-resolution image, inside the mask only.
         results = [
-            image_io.encode_image(self._paste(p, x_t[i, :, : shape[0], : shape[1]]), p.decoded, output_type)
-            for i, (p, shape) in enumerate(zip(prepared, shapes))
+            image_io.encode_image(self._paste(p, crop), p.decoded, output_type) for p, crop in zip(prepared, crops)
         ]
         self.maybe_free_model_hooks()
         if not return_dict:

@@ -42,7 +42,7 @@ class SARDScheduler(SchedulerMixin, ConfigMixin):
 
     def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None):
         """Choose ``num_inference_steps`` (at most ``T``; defaults to ``T``) evenly spaced levels."""
-        steps = num_inference_steps or self.config.num_train_timesteps
+        steps = self.config.num_train_timesteps if num_inference_steps is None else num_inference_steps
         self.num_inference_steps = steps
         self.timesteps = torch.tensor(
             sampling.timesteps_for(steps, self.config.num_train_timesteps), dtype=torch.long, device=device
