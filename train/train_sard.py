@@ -5,6 +5,9 @@ The same script runs on one CPU, one GPU, or many GPUs and nodes:
     accelerate launch train/train_sard.py --config train/configs/debug.yaml \
         --data_root DATA --category CAT --output_dir runs/CAT [--max_steps N] [--resume latest]
 
+Several processes on a machine without GPUs (gloo): ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu
+--num_processes N train/train_sard.py ...``.
+
 Every config key can be overridden as ``--key value``. Checkpoints (``checkpoint-N/``) load with
 ``SARDPipeline.from_pretrained``; the final pipeline and its model card are written to ``--output_dir``.
 """
@@ -26,10 +29,10 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from sard import MaskAwareDiscriminator, SARDDenoiser, SARDPipeline, SARDScheduler, sampling
-from sard.datasets import read_dataset
+from sard.datasets import DatasetError, read_dataset
 from sard.previews import defect_grid, preview_rows
 from sard.training import checkpoints, losses
-from sard.training.config import TrainConfig, parse_args
+from sard.training.config import ConfigError, TrainConfig, parse_args
 from sard.training.crops import Augmentation, CropBatches, load_examples
 from sard.training.model_card import hardware, model_card
 
@@ -177,6 +180,15 @@ def main(config: TrainConfig) -> None:
         log_with="tensorboard",
         project_dir=config.output_dir,
     )
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size != accelerator.num_processes:
+        # torchrun started several processes but accelerate found no GPUs to join them on: each would train alone
+        # and all would write the same output folder.
+        raise SystemExit(
+            f"{world_size} processes were launched but accelerate joined {accelerator.num_processes}: each would "
+            "train alone into the same output folder. Without GPUs, launch with ACCELERATE_USE_CPU=true accelerate "
+            "launch --multi_gpu --num_processes N."
+        )
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     elif accelerator.device.type == "cpu":
@@ -331,4 +343,7 @@ def main(config: TrainConfig) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except (ConfigError, DatasetError) as error:  # the user's input: the message says what to fix, no traceback
+        raise SystemExit(f"error: {error}") from None

@@ -63,7 +63,11 @@ def save_checkpoint(
     """
     final = output_dir / f"checkpoint-{step}"
     if final.exists():
-        return final
+        problem = verify_checkpoint(final)
+        if problem is None:
+            return final
+        # A damaged folder of this step (never picked by --resume latest): the new save takes its place.
+        warnings.warn(f"Replacing {final}: {problem}.", stacklevel=2)
     temporary = output_dir / f".checkpoint-{step}.partial"
     shutil.rmtree(temporary, ignore_errors=True)
     pipeline.save_pretrained(temporary)
@@ -76,8 +80,10 @@ def save_checkpoint(
     checksums = {str(p.relative_to(temporary)): _sha256(p) for p in _files(temporary)}
     (temporary / STATE_FILE).write_text(json.dumps({**info, "step": step, "sha256": checksums}, indent=2))
     _fsync_tree(temporary)
+    if final.exists():
+        shutil.rmtree(final)
     os.replace(temporary, final)  # atomic: the folder appears complete or not at all
-    _prune(output_dir, total_limit)
+    _prune(output_dir, total_limit, keep=final)
     return final
 
 
@@ -88,10 +94,14 @@ def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _prune(output_dir: Path, total_limit: int) -> None:
-    """Delete all but the newest ``total_limit`` checkpoints, and the leftovers of interrupted saves."""
-    checkpoints = _checkpoints(output_dir)
-    for _, path in checkpoints[: max(0, len(checkpoints) - total_limit)]:
+def _prune(output_dir: Path, total_limit: int, keep: Path) -> None:
+    """Delete all but the newest ``total_limit`` checkpoints, and the leftovers of interrupted saves.
+
+    ``keep`` (the checkpoint just written) survives even when newer folders exist, e.g. those of a run
+    resumed from an earlier checkpoint, or damaged ones that ``--resume latest`` skips.
+    """
+    checkpoints = [(step, path) for step, path in _checkpoints(output_dir) if path != keep]
+    for _, path in checkpoints[: max(0, len(checkpoints) + 1 - total_limit)]:
         shutil.rmtree(path, ignore_errors=True)
     for partial in output_dir.glob(".checkpoint-*.partial"):
         shutil.rmtree(partial, ignore_errors=True)
@@ -104,7 +114,7 @@ def verify_checkpoint(path: Path) -> str | None:
         return f"{state_path.name} is missing (the save did not finish)"
     try:
         checksums = json.loads(state_path.read_text())["sha256"]
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):  # not JSON, or JSON of another shape
         return f"{state_path.name} is damaged"
     for name, expected in checksums.items():
         file = path / name

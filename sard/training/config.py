@@ -93,7 +93,7 @@ class TrainConfig:
         if self.resolution < self.crop_size:
             errors.append(f"resolution {self.resolution} must be at least crop_size {self.crop_size}")
         for name in ("batch_size", "max_steps", "num_timesteps", "r1_every", "gradient_accumulation_steps",
-                     "checkpoint_every", "sample_every", "log_every", "latent_dim"):
+                     "checkpoint_every", "checkpoints_total_limit", "sample_every", "log_every", "latent_dim"):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("lambda_mask", "lambda_x0", "lambda_rec", "r1_gamma", "lr_g", "lr_d", "scale_jitter"):
@@ -160,13 +160,16 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(
         description="Train a SARD checkpoint (denoiser + mask-aware discriminator).",
         epilog="Every key of the config can be overridden as --key value.",
+        allow_abbrev=False,  # a typo such as --max_step is refused like an unknown YAML key, not taken as a prefix
     )
     parser.add_argument("--config", help="YAML file with config keys (train/configs/*.yaml)")
     types = _field_types()
     defaults = TrainConfig()
     for name in types:
         parser.add_argument(f"--{name}", default=None, metavar="V", help=f"(default: {getattr(defaults, name)})")
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ConfigError(f"Unknown argument(s): {' '.join(unknown)}. Known keys: {', '.join(types)}.")
     overrides = {
         name: _parse_value(name, types[name], value)
         for name, value in vars(args).items()

@@ -1,0 +1,300 @@
+"""train/train_sard.py end to end on a tiny MVTec-AD fixture: the run folder, loadable checkpoints, exact
+resumes, the time limit and a two-process (gloo) run."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+import yaml
+from conftest import box_mask
+from fixtures import make_dataset
+from safetensors.torch import load_file
+
+from sard import SARDPipeline
+from sard.datasets import DatasetError
+from sard.training import checkpoints
+from sard.training.config import load_config, parse_args
+from sard.training.crops import CropBatches
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "train" / "train_sard.py"
+DEBUG = str(REPO_ROOT / "train" / "configs" / "debug.yaml")
+
+
+# The fixture's one empty mask is reported by every run that reads it; test_datasets.py checks that warning.
+pytestmark = pytest.mark.filterwarnings("ignore:1 empty mask")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two defect types; scratch/000 (a training image of the protocol split) has an empty mask."""
+    return make_dataset(tmp_path_factory.mktemp("data"), "mvtec", defects={"scratch": 6, "dent": 3},
+                        problems=["empty_mask"])
+
+
+@pytest.fixture(scope="module")
+def train_sard():
+    spec = importlib.util.spec_from_file_location("train_sard", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _args(data, output_dir, *extra) -> list[str]:
+    return ["--config", DEBUG, "--data_root", str(data.data_root), "--category", data.category,
+            "--output_dir", str(output_dir), "--num_threads", "1", *extra]
+
+
+def _env(**extra) -> dict:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **extra}
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _assert_paints_only_inside_the_mask(folder: Path, image_path: Path):
+    pipe = SARDPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.defect_types == ["dent", "scratch"]
+    image = np.asarray(PIL.Image.open(image_path).convert("RGB"))
+    mask = box_mask(*image.shape[:2])
+    out = pipe(image, mask, defect="scratch", generator=torch.Generator().manual_seed(0), output_type="np").images[0]
+    assert out.shape == image.shape and out.dtype == image.dtype
+    np.testing.assert_array_equal(out[~mask], image[~mask], err_msg=str(folder))
+    assert (out[mask] != image[mask]).any(), f"{folder} painted nothing"
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_debug_run_from_the_command_line(data, tmp_path):
+    output_dir = tmp_path / "run"
+    argv = _args(data, output_dir)
+    result = subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # The final pipeline and every checkpoint load and leave the background untouched.
+    names = sorted(p.name for p in output_dir.iterdir() if "checkpoint" in p.name)
+    assert names == ["checkpoint-2", "checkpoint-3"]  # debug.yaml: every 2 steps and the last, keep 2
+    held_out_good = data.root / "test" / "good" / "000.png"
+    for folder in (output_dir, output_dir / "checkpoint-2", output_dir / "checkpoint-3"):
+        _assert_paints_only_inside_the_mask(folder, held_out_good)
+    for step in (2, 3):
+        state = json.loads((output_dir / f"checkpoint-{step}" / checkpoints.STATE_FILE).read_text())
+        assert state["step"] == step and state["num_processes"] == 1
+
+    # config.yaml is the parsed configuration, loadable as a config.
+    assert load_config(output_dir / "config.yaml") == parse_args(argv)
+
+    # split.json: the exact file lists; the empty mask is listed as skipped.
+    split = json.loads((output_dir / "split.json").read_text())
+    test_dir = data.root / "test"
+    assert split["data_root"] == str(data.root) and split["data_format"] == "mvtec" and split["split"] == "protocol"
+    assert split["train"] == {"dent": [str(test_dir / "dent" / "000.png")],
+                              "scratch": [str(test_dir / "scratch" / f"{i:03d}.png") for i in (0, 1)]}
+    assert split["held_out"] == {"dent": [str(test_dir / "dent" / f"{i:03d}.png") for i in (1, 2)],
+                                 "scratch": [str(test_dir / "scratch" / f"{i:03d}.png") for i in (2, 3, 4, 5)]}
+    assert split["skipped_empty_masks"] == [str(data.problems["empty_mask"])]
+    assert split["train_good"] == [str(p) for p in data.train_good]
+
+    # losses.csv: one row per step (log_every 1), finite numbers.
+    rows = _rows(output_dir / "losses.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    for key in ("d_loss", "g_loss", "rec", "d_global", "d_mask", "g_global", "g_mask", "ema_decay"):
+        assert all(math.isfinite(float(r[key])) for r in rows), key
+
+    # README.md: a model card with YAML front matter the Hub reads.
+    card = (output_dir / "README.md").read_text()
+    assert card.startswith("---\n")
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "diffusers" and front["license"] == "cc-by-nc-sa-4.0"
+    assert "sard" in front["tags"]
+    assert "| steps | 3 |" in card
+    assert "| dent | 1 | 2 |" in card and "| scratch | 1 | 4 |" in card  # trained on (without the empty mask)
+
+    assert not list(output_dir.glob(".checkpoint-*"))
+    assert "Saved the pipeline" in result.stdout + result.stderr
+
+
+@pytest.fixture
+def step_log(monkeypatch) -> list[int]:
+    """The steps a run really trains (every step draws one batch)."""
+    steps = []
+    batch = CropBatches.batch
+
+    def recording(self, step, *args, **kwargs):
+        steps.append(step)
+        return batch(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(CropBatches, "batch", recording)
+    return steps
+
+
+def _same_state(a: Path, b: Path):
+    for name in ("denoiser", "discriminator", "ema"):
+        left, right = (load_file(p / "training_state" / f"{name}.safetensors") for p in (a, b))
+        assert left.keys() == right.keys(), name
+        for key in left:
+            assert torch.equal(left[key], right[key]), f"{name}.{key}"
+    left, right = (torch.load(p / "training_state" / "optimizers.pt", weights_only=True) for p in (a, b))
+    for which in ("g", "d"):
+        for index, state in left[which]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, right[which]["state"][index][key]), f"opt_{which}.{index}.{key}"
+    info_a, info_b = (json.loads((p / checkpoints.STATE_FILE).read_text()) for p in (a, b))
+    assert info_a["ema"] == info_b["ema"] and info_a["step"] == info_b["step"]
+
+
+def test_resume_continues_bit_for_bit(data, tmp_path, train_sard, step_log):
+    """4 steps straight == 2 steps, then --resume latest to 4 (past damaged newer checkpoints), R1 included."""
+    options = ["--r1_every", "2", "--checkpoint_every", "2", "--checkpoints_total_limit", "5"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_sard.main(parse_args(_args(data, straight, "--max_steps", "4", *options)))
+    assert step_log == [1, 2, 3, 4]
+
+    step_log.clear()
+    train_sard.main(parse_args(_args(data, resumed, "--max_steps", "2", *options)))
+    assert step_log == [1, 2]
+    # Damaged newer checkpoints that --resume latest must skip, and a save killed before its rename.
+    good = resumed / "checkpoint-2"
+    shutil.copytree(good, resumed / "checkpoint-3")
+    damaged = resumed / "checkpoint-3" / "training_state" / "discriminator.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:-8] + bytes(8))
+    shutil.copytree(good, resumed / "checkpoint-4")
+    (resumed / "checkpoint-4" / checkpoints.STATE_FILE).unlink()
+    shutil.copytree(good, resumed / ".checkpoint-4.partial")
+    (resumed / ".checkpoint-4.partial" / "training_state" / "ema.safetensors").write_bytes(b"")
+
+    step_log.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_sard.main(parse_args(_args(data, resumed, "--max_steps", "4", "--resume", "latest", *options)))
+    assert step_log == [3, 4]  # resumed from checkpoint-2, not retrained from scratch
+    messages = [str(w.message) for w in caught if "empty mask" not in str(w.message)]
+    unfinished = "trainer_state.json is missing (the save did not finish)."
+    assert messages == [
+        f"Skipping {resumed / 'checkpoint-4'}: {unfinished}",
+        f"Skipping {resumed / 'checkpoint-3'}: {damaged.relative_to(resumed / 'checkpoint-3')} is damaged (checksum "
+        "mismatch).",
+        f"Replacing {resumed / 'checkpoint-4'}: {unfinished}",
+    ]
+
+    _same_state(straight / "checkpoint-4", resumed / "checkpoint-4")
+    weights = Path("denoiser") / "diffusion_pytorch_model.safetensors"
+    assert (straight / weights).read_bytes() == (resumed / weights).read_bytes()
+    assert (straight / "checkpoint-4" / weights).read_bytes() == (resumed / "checkpoint-4" / weights).read_bytes()
+    assert not list(resumed.glob(".checkpoint-*"))
+
+    def without_wall_time(rows):
+        return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+
+    straight_rows, resumed_rows = _rows(straight / "losses.csv"), _rows(resumed / "losses.csv")
+    assert [int(r["step"]) for r in resumed_rows] == [1, 2, 3, 4]
+    assert "r1" in straight_rows[0]
+    assert without_wall_time(resumed_rows) == without_wall_time(straight_rows)
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, train_sard, step_log):
+    output_dir = tmp_path / "run"
+    options = ["--max_steps", "3", "--checkpoint_every", "1000"]
+    train_sard.main(parse_args(_args(data, output_dir, *options, "--max_train_minutes", "1e-6")))
+    assert step_log == [1]
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert not (output_dir / "model_index.json").exists() and not (output_dir / "README.md").exists()
+    assert SARDPipeline.from_pretrained(output_dir / "checkpoint-1").defect_types == ["dent", "scratch"]
+
+    step_log.clear()
+    train_sard.main(parse_args(_args(data, output_dir, *options, "--resume", "latest")))
+    assert step_log == [2, 3]
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-3"]
+    assert "| steps | 3 |" in (output_dir / "README.md").read_text()
+    assert [int(r["step"]) for r in _rows(output_dir / "losses.csv")] == [1, 2, 3]
+    _assert_paints_only_inside_the_mask(output_dir, data.train_good[0])
+
+
+# Runs the script under accelerate and records, per process, a digest of the weights it ends with: data-parallel
+# training must leave every process with the same networks.
+_DIGEST_DRIVER = """
+import hashlib, runpy, sys
+from pathlib import Path
+import accelerate
+
+end_training = accelerate.Accelerator.end_training
+
+def recording_end_training(self):
+    digest = hashlib.sha256()
+    for model in self._models:
+        for key, value in sorted(self.unwrap_model(model).state_dict().items()):
+            digest.update(key.encode() + value.detach().cpu().numpy().tobytes())
+    output_dir = Path(sys.argv[sys.argv.index("--output_dir") + 1])
+    (output_dir / f"rank-{self.process_index}.sha256").write_text(digest.hexdigest())
+    end_training(self)
+
+accelerate.Accelerator.end_training = recording_end_training
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _launch(tmp_path, data, output_dir, env, *extra) -> subprocess.CompletedProcess:
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DIGEST_DRIVER)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", "0", str(driver), str(SCRIPT), *_args(data, output_dir, *extra)]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_two_process_cpu_run(data, tmp_path):
+    """``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2``: gloo data parallelism with
+    R1 (a double backward) and gradient accumulation (no_sync) in the loop."""
+    output_dir = tmp_path / "run"
+    env = _env(ACCELERATE_USE_CPU="true")
+    result = _launch(tmp_path, data, output_dir, env, "--r1_every", "2", "--gradient_accumulation_steps", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = [(output_dir / f"rank-{i}.sha256").read_text() for i in range(2)]
+    assert digests[0] == digests[1], "the processes ended with different weights"
+    state = json.loads((output_dir / "checkpoint-3" / checkpoints.STATE_FILE).read_text())
+    assert state["num_processes"] == 2
+    rows = _rows(output_dir / "losses.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]  # written by one process
+    assert rows[1]["r1"] and not rows[0]["r1"]
+    _assert_paints_only_inside_the_mask(output_dir, data.train_good[0])
+    _assert_paints_only_inside_the_mask(output_dir / "checkpoint-2", data.train_good[0])
+
+
+def test_processes_that_accelerate_did_not_join_are_refused(data, tmp_path, train_sard, monkeypatch):
+    """torchrun (``accelerate launch --multi_gpu``) on a machine without GPUs and without ACCELERATE_USE_CPU: each
+    process would train alone into the same folder. The script stops first and says how to launch instead."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    output_dir = tmp_path / "run"
+    with pytest.raises(SystemExit, match="ACCELERATE_USE_CPU=true"):
+        train_sard.main(parse_args(_args(data, output_dir)))
+    assert not output_dir.exists()
+
+
+def test_bad_data_stops_the_script_before_it_writes_anything(tmp_path, train_sard):
+    bad = make_dataset(tmp_path / "data", "mvtec", problems=["missing_mask", "mask_size"])
+    output_dir = tmp_path / "run"
+    with pytest.raises(DatasetError, match="2 problem") as error:
+        train_sard.main(parse_args(_args(bad, output_dir)))
+    assert str(bad.problems["missing_mask"]) in str(error.value) and str(bad.problems["mask_size"]) in str(error.value)
+    with pytest.raises(DatasetError, match="category 'bottle'.*--category"):
+        train_sard.main(parse_args(_args(bad, output_dir, "--category", "bottle")))
+    assert not output_dir.exists()
