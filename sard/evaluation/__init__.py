@@ -1,0 +1,8 @@
+"""Measuring what a synthetic data set is worth: train a segmenter on it, test on held-out real anomalies.
+
+- :mod:`.config`: the evaluation's settings (YAML plus command-line overrides).
+- :mod:`.segmenters`: a SegFormer-B0-like network and a small U-Net, trained from scratch.
+- :mod:`.metrics`: pixel confusion counts, IoU of the defect class, mIoU, pixel accuracy.
+- :mod:`.harness`: synthesise, train, test, per method and category.
+- :mod:`.report`: the markdown table, the CSV and the bar chart.
+"""

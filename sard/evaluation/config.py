@@ -1,0 +1,138 @@
+"""The evaluation's settings: one dataclass, loaded from YAML with command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..synthesis.masks import MaskAugmentation
+from .segmenters import SEGMENTERS
+
+LOSSES = ("ce", "ce+dice")
+
+
+class EvalConfigError(ValueError):
+    """A configuration that cannot run; the message lists every bad key."""
+
+
+@dataclass
+class EvalConfig:
+    """Everything an evaluation run depends on; the same for every method it compares.
+
+    Synthesis: ``n_per_defect`` pairs per defect type and method, plus the normal images.
+    Segmenter: trained from scratch (or from ``pretrained``, a local file) for ``steps`` steps of
+    ``batch_size`` images at ``resolution`` x ``resolution``, with the same seed for every method; each
+    image of a batch is a synthetic pair with probability ``anomaly_fraction``, else a normal image.
+    """
+
+    # Synthesis
+    n_per_defect: int = 40
+    seed: int = 0
+    foreground: bool = True
+    rotate90: bool = False
+    max_rotation: float = 15.0
+    scale_jitter: float = 0.25
+    shift: float = 0.1
+    sard_batch_size: int = 8
+    num_inference_steps: int = 0  # 0: the model's own
+    texture_dir: str = ""  # DRAEM; empty: the other categories' normal images
+    data_format: str = "auto"
+
+    # Segmenter
+    segmenter: str = "segformer"  # segformer | unet
+    pretrained: str = ""  # a local .safetensors file (e.g. MiT-B0 ImageNet weights); empty: from scratch
+    resolution: int = 128
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of the steps with a linear warm-up, then polynomial decay (power 1)
+    loss: str = "ce+dice"
+    anomaly_fraction: float = 0.5
+    hflip: bool = True
+    vflip: bool = True
+    eval_batch_size: int = 16
+    num_threads: int = 0  # CPU threads per process; 0: torch's default
+
+    def augmentation(self) -> MaskAugmentation:
+        return MaskAugmentation(rotate90=self.rotate90, max_rotation=self.max_rotation,
+                                scale_jitter=self.scale_jitter, shift=self.shift)
+
+    def validate(self) -> None:
+        errors = []
+        for name in ("n_per_defect", "steps", "batch_size", "eval_batch_size", "sard_batch_size"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.segmenter not in SEGMENTERS:
+            errors.append(f"segmenter must be one of {', '.join(SEGMENTERS)}, got {self.segmenter!r}")
+        if self.resolution < 32 or self.resolution % 32:
+            errors.append(f"resolution must be a multiple of 32 (at least 32), got {self.resolution}")
+        if self.loss not in LOSSES:
+            errors.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not 0.0 < self.anomaly_fraction <= 1.0:
+            errors.append(f"anomaly_fraction must be in (0, 1], got {self.anomaly_fraction}")
+        if not 0.0 <= self.warmup < 1.0:
+            errors.append(f"warmup must be in [0, 1), got {self.warmup}")
+        if not 0.0 <= self.scale_jitter < 1.0:
+            errors.append(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
+        if self.pretrained and not Path(self.pretrained).exists():
+            errors.append(f"pretrained {self.pretrained!r} does not exist (a local .safetensors file or folder)")
+        if self.texture_dir and not Path(self.texture_dir).is_dir():
+            errors.append(f"texture_dir {self.texture_dir!r} is not a folder")
+        if errors:
+            raise EvalConfigError("Invalid evaluation configuration:\n  " + "\n  ".join(errors))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        """The keys that decide the numbers (not the threads or the batch sizes of inference)."""
+        values = self.to_dict()
+        for key in ("num_threads", "eval_batch_size", "sard_batch_size"):
+            values.pop(key)
+        return values
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(EvalConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(EvalConfig)}
+
+
+def parse_value(name: str, text: str):
+    """A command-line value with the type of its config field."""
+    kind = _field_types()[name]
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        return kind(text)
+    except ValueError:
+        raise EvalConfigError(f"--{name}: cannot read {text!r} as {kind.__name__}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> EvalConfig:
+    """A config from a YAML file (keys of :class:`EvalConfig`), then ``overrides``; validated."""
+    values = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise EvalConfigError(f"No config file at {path}; see train/configs/eval-*.yaml.")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise EvalConfigError(f"{path} must hold a mapping of config keys to values.")
+    values.update(overrides or {})
+    known = _field_types()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise EvalConfigError(f"Unknown config key(s): {', '.join(unknown)}. Known keys: {', '.join(known)}.")
+    config = EvalConfig(**values)
+    config.validate()
+    return config
+
+
+CONFIG_FIELDS = tuple(_field_types())

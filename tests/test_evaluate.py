@@ -1,0 +1,180 @@
+"""train/evaluate.py end to end on a tiny fixture, the segmenters, the config and the report."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import make_pipeline
+from fixtures import make_dataset
+from safetensors.torch import save_file
+
+from sard.evaluation.config import EvalConfigError, load_config
+from sard.evaluation.report import bar_chart, markdown_table, read_csv, write_csv
+from sard.evaluation.segmenters import SegFormer, UNet, build_segmenter, load_pretrained
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = REPO_ROOT / "train" / "configs"
+
+
+@pytest.fixture(scope="module")
+def evaluate():
+    spec = importlib.util.spec_from_file_location("evaluate", REPO_ROOT / "train" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    make_dataset(root, "mvtec", category="other", defects={"x": 3}, n_good=2, seed=1)  # DRAEM's textures
+    return make_dataset(root, "mvtec", category="widget", defects={"a": 6, "b": 3}, n_good=3,
+                        problems={"empty_mask": ("a", 4)})  # an empty mask in the held-out set
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt")
+    make_pipeline().save_pretrained(path)
+    return path
+
+
+TINY = ["--resolution", "32", "--steps", "2", "--batch_size", "2", "--n_per_defect", "2", "--segmenter", "unet",
+        "--num_threads", "1", "--sard_batch_size", "4"]
+
+
+def _run(evaluate, data, checkpoint, out, methods="sard,cutpaste,draem,real", extra=()):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate.main(["--data_root", str(data.data_root), "--category", data.category, "--methods", methods,
+                       "--checkpoint", str(checkpoint), "--output_dir", str(out), *TINY, *extra])
+
+
+def test_end_to_end_writes_the_report(evaluate, data, checkpoint, tmp_path):
+    _run(evaluate, data, checkpoint, tmp_path)
+    with open(tmp_path / "results.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        assert reader.fieldnames == ["method", "category", "defect", "iou", "miou", "acc"]
+        rows = list(reader)
+    keys = [(r["method"], r["defect"]) for r in rows]
+    assert keys == [(m, d) for m in ("sard", "cutpaste", "draem", "real") for d in ("a", "b", "all")]
+    assert all(r["category"] == "widget" for r in rows)
+    for row in rows:
+        for key in ("miou", "acc"):
+            assert 0.0 <= float(row[key]) <= 100.0
+    assert "| sard |" in (tmp_path / "results.md").read_text()
+    assert PIL.Image.open(tmp_path / "results.png").size[0] > 100
+    # The test set: the held-out 2/3 (a: 4 of 6 with the empty mask, b: 2 of 3) and test/good (3 images).
+    counts = json.loads((tmp_path / "runs" / "widget" / "cutpaste" / "counts.json").read_text())["counts"]
+    pixels = {d: sum(c.values()) for d, c in counts.items()}
+    assert pixels == {"a": 4 * 32 * 32, "b": 2 * 32 * 32, "good": 3 * 32 * 32, "all": 9 * 32 * 32}
+    timing = json.loads((tmp_path / "runs" / "widget" / "sard" / "timing.json").read_text())
+    assert timing["training_images"] == 2 * 2 + 3  # the pairs and the normal images
+
+
+def test_same_seed_same_numbers_and_reruns_skip(evaluate, data, checkpoint, tmp_path):
+    _run(evaluate, data, checkpoint, tmp_path / "one", methods="real,cutpaste")
+    _run(evaluate, data, checkpoint, tmp_path / "two", methods="real,cutpaste")
+    one, two = read_csv(tmp_path / "one" / "results.csv"), read_csv(tmp_path / "two" / "results.csv")
+    assert json.dumps(one) == json.dumps(two)
+    counts = tmp_path / "one" / "runs" / "widget" / "real" / "counts.json"
+    stamp = counts.stat().st_mtime_ns
+    _run(evaluate, data, checkpoint, tmp_path / "one", methods="real,cutpaste")
+    assert counts.stat().st_mtime_ns == stamp
+
+
+def test_bad_arguments_fail_before_writing(evaluate, data, tmp_path):
+    with pytest.raises(SystemExit, match="checkpoint"):
+        _run(evaluate, data, "", tmp_path / "a", methods="sard")
+    with pytest.raises(SystemExit, match="unknown method"):
+        _run(evaluate, data, "", tmp_path / "b", methods="gan")
+    with pytest.raises(EvalConfigError, match="segmenter"):
+        _run(evaluate, data, "", tmp_path / "c", methods="real", extra=["--segmenter", "resnet"])
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_checkpoint_per_category(evaluate):
+    assert evaluate.checkpoints_by_category("ckpt", ["a", "b"]) == {"a": "ckpt", "b": "ckpt"}
+    assert evaluate.checkpoints_by_category("a=x,b=y", ["a", "b", "c"]) == {"a": "x", "b": "y", "c": ""}
+
+
+@pytest.mark.parametrize("name", ["eval-cpu.yaml", "eval-gpu-256.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(CONFIGS / name)
+    assert config.resolution in (128, 256)
+
+
+def test_config_errors_list_every_bad_key():
+    with pytest.raises(EvalConfigError) as error:
+        load_config(overrides={"resolution": 100, "loss": "l2", "steps": 0})
+    assert all(key in str(error.value) for key in ("resolution", "loss", "steps"))
+    with pytest.raises(EvalConfigError, match="Unknown"):
+        load_config(overrides={"learning_rate": 1.0})
+
+
+TINY_SEGFORMER = {"hidden": (8, 16, 24, 32), "heads": (1, 2, 3, 4), "decoder": 16}
+
+
+@pytest.mark.parametrize("model", [SegFormer(**TINY_SEGFORMER), UNet(channels=(4, 8))])
+def test_segmenters_give_logits_at_input_size(model):
+    x = torch.randn(2, 3, 64, 96)
+    assert model(x).shape == (2, 2, 64, 96)
+
+
+def test_segformer_b0_size_and_transformers_names():
+    model = SegFormer()
+    assert 3.6e6 < sum(p.numel() for p in model.parameters()) < 3.8e6  # MiT-B0 + decoder: 3.7 M
+    names = set(model.state_dict())
+    assert "segformer.encoder.block.0.0.attention.self.query.weight" in names
+    assert "segformer.encoder.block.3.1.mlp.dwconv.dwconv.weight" in names
+    assert "decode_head.linear_c.0.proj.weight" in names
+
+
+def test_pretrained_weights_load_from_a_local_file(tmp_path):
+    torch.manual_seed(0)
+    source = UNet(channels=(4, 8))
+    save_file(source.state_dict(), tmp_path / "model.safetensors")
+    torch.manual_seed(1)
+    model = build_segmenter("unet", str(tmp_path), channels=(4, 8))
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.equal(model.eval()(x), source.eval()(x))
+    with pytest.raises(ValueError, match="fits"):
+        load_pretrained(SegFormer(**TINY_SEGFORMER), tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_pretrained(model, tmp_path / "missing.safetensors")
+
+
+def _rows():
+    rows = []
+    for method, base in (("sard", 60.0), ("draem", 50.0)):
+        for category, shift in (("tile", 0.0), ("screw", 10.0)):
+            for defect in ("crack", "all"):
+                rows.append({"method": method, "category": category, "defect": defect, "iou": base - 40 + shift,
+                             "miou": base + shift, "acc": 90.0 + shift / 10})
+    return rows
+
+
+def test_report_table_averages_the_categories(tmp_path):
+    table = markdown_table(_rows())
+    assert "| method | tile | screw | average |" in table
+    assert "| sard | 60.00 / 90.00 / 20.00 | 70.00 / 91.00 / 30.00 | 65.00 / 90.50 / 25.00 |" in table
+    assert "| tile | crack | 60.00 / 90.00 / 20.00 | 50.00 / 90.00 / 10.00 |" in table
+    write_csv(_rows(), tmp_path / "r.csv")
+    assert read_csv(tmp_path / "r.csv") == _rows()
+    nan_row = [{**_rows()[0], "iou": math.nan}]
+    assert "–" in markdown_table(nan_row)
+
+
+def test_bar_chart_draws_one_panel_per_metric(tmp_path):
+    bar_chart(_rows(), tmp_path / "chart.png", metrics=("miou", "iou", "acc"), size=(300, 200))
+    image = np.asarray(PIL.Image.open(tmp_path / "chart.png"))
+    assert image.shape == (600, 300, 3) and (image != 255).any()
