@@ -1,0 +1,245 @@
+"""The demo's logic without Gradio: reading uploads, the editor's mask, display copies, outlines, downloads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+from conftest import DEFECT_TYPES, T, box_mask, make_pipeline
+
+from sard import demo_utils
+
+
+def _layer(mask: np.ndarray) -> PIL.Image.Image:
+    return demo_utils.paint_layer(mask)
+
+
+# --- the editor's value -> a mask at the file's size -----------------------------------------------------------
+
+
+def test_editor_mask_on_the_file_itself():
+    image = PIL.Image.new("L", (40, 30))
+    mask = box_mask(30, 40)
+    assert np.array_equal(demo_utils.editor_mask({"background": image, "layers": [_layer(mask)]}, image.size), mask)
+
+
+def test_editor_mask_painted_on_a_display_copy_is_scaled_back():
+    size = (3000, 1500)  # larger than MAX_DISPLAY_SIDE: the editor shows a 1024 x 512 copy
+    shown = demo_utils.display_size(size)
+    assert shown == (1024, 512)
+    painted = np.zeros(shown[::-1], bool)
+    painted[100:200, 300:400] = True
+    value = {"background": PIL.Image.new("RGB", shown), "layers": [_layer(painted)]}
+    mask = demo_utils.editor_mask(value, size)
+    assert mask.shape == (1500, 3000)
+    rows, cols = np.nonzero(mask)
+    # 100:200 x 300:400 at scale 3000/1024: about 293:586 x 879:1172
+    assert abs(rows.min() - 293) <= 3 and abs(rows.max() - 585) <= 3
+    assert abs(cols.min() - 879) <= 3 and abs(cols.max() - 1171) <= 3
+
+
+def test_editor_mask_errors_say_what_to_do():
+    image = PIL.Image.new("RGB", (40, 30))
+    with pytest.raises(ValueError, match="Upload an image"):
+        demo_utils.editor_mask({"background": None, "layers": []}, image.size)
+    with pytest.raises(ValueError, match="The mask is empty: paint"):
+        demo_utils.editor_mask({"background": image, "layers": []}, image.size)
+    erased = np.zeros((30, 40, 4), np.uint8)  # the eraser leaves transparent pixels
+    with pytest.raises(ValueError, match="The mask is empty"):
+        demo_utils.editor_mask({"background": image, "layers": [PIL.Image.fromarray(erased)]}, image.size)
+    other = {"background": PIL.Image.new("RGB", (41, 30)), "layers": [_layer(box_mask(30, 41))]}
+    with pytest.raises(ValueError, match="upload the image again"):
+        demo_utils.editor_mask(other, image.size)
+
+
+def test_paint_layer_reads_back_as_mask_file_and_as_editor_layer():
+    mask = box_mask(20, 30)
+    layer = demo_utils.paint_layer(mask)
+    assert layer.mode == "RGBA" and layer.size == (30, 20)
+    from sard import image_io
+
+    assert np.array_equal(image_io.decode_mask(layer), mask)  # a mask file: the alpha is the mask
+    assert np.array_equal(np.asarray(image_io.mask_from_editor({"background": layer, "layers": [layer]})) > 0, mask)
+
+
+# --- reading uploads ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mode, array",
+    [
+        ("L", np.arange(12 * 10, dtype=np.uint8).reshape(10, 12)),
+        ("RGB", np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)),
+        ("RGBA", np.arange(10 * 12 * 4, dtype=np.uint8).reshape(10, 12, 4)),
+        ("I;16", (np.arange(10 * 12, dtype=np.uint16) * 500).reshape(10, 12)),
+    ],
+)
+def test_read_image_keeps_mode_and_pixels(tmp_path, mode, array):
+    path = tmp_path / "in.png"
+    PIL.Image.fromarray(array).save(path)
+    image = demo_utils.read_image(path)
+    assert image.mode == PIL.Image.open(path).mode
+    assert np.array_equal(np.asarray(image), np.asarray(PIL.Image.open(path)))
+
+
+def test_read_image_and_mask_errors(tmp_path):
+    with pytest.raises(ValueError, match="Upload an image first"):
+        demo_utils.read_image(None)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ValueError, match="Could not read"):
+        demo_utils.read_image(text)
+    with pytest.raises(ValueError, match="Pass a mask image"):
+        demo_utils.read_mask(None, (10, 8))
+    small = tmp_path / "mask.png"
+    PIL.Image.fromarray(box_mask(8, 10)).save(small)
+    assert demo_utils.read_mask(small, (10, 8)).shape == (8, 10)
+    with pytest.raises(ValueError, match=r"mask is 10 x 8 pixels but the image is 20 x 16"):
+        demo_utils.read_mask(small, (20, 16))
+    PIL.Image.new("L", (10, 8)).save(small)
+    with pytest.raises(ValueError, match="The mask is empty"):
+        demo_utils.read_mask(small, (10, 8))
+
+
+def test_file_path_accepts_what_gradio_passes(tmp_path):
+    assert demo_utils.file_path(None) is None
+    assert demo_utils.file_path(tmp_path) == str(tmp_path)
+    assert demo_utils.file_path({"path": "/x/y.png", "meta": {"_type": "gradio.FileData"}}) == "/x/y.png"
+
+
+def test_checkpoint_problem(tmp_path):
+    assert "no model_index.json" in demo_utils.checkpoint_problem(str(tmp_path))
+    (tmp_path / "model_index.json").write_text("{}")
+    assert demo_utils.checkpoint_problem(str(tmp_path)) is None
+    assert "is a file" in demo_utils.checkpoint_problem(str(tmp_path / "model_index.json"))
+    assert demo_utils.checkpoint_problem("owner/model") is None  # a hub id: checked when loaded
+    assert "There is no folder" in demo_utils.checkpoint_problem(str(tmp_path / "missing"))
+
+
+# --- display copies and outlines --------------------------------------------------------------------------------
+
+
+def test_display_copy_of_16_bit_stretches_levels_and_shrinks_large_images():
+    array = np.linspace(1000, 5000, 2048 * 100).reshape(100, 2048).astype(np.uint16)
+    image = PIL.Image.fromarray(array)
+    levels = demo_utils.display_levels(image)
+    assert levels == (1000.0, 5000.0)
+    shown = demo_utils.display_copy(image, levels)
+    assert shown.mode == "L" and shown.size == (1024, 50)
+    small = PIL.Image.fromarray(np.array([[1000, 3000, 5000]], np.uint16))
+    assert np.asarray(demo_utils.display_copy(small, levels)).tolist() == [[0, 128, 255]]
+    eight_bit = PIL.Image.fromarray(np.full((4, 6, 3), 7, np.uint8))
+    assert np.array_equal(np.asarray(demo_utils.display_copy(eight_bit)), np.asarray(eight_bit))
+
+
+def test_outline_rings_the_mask_and_leaves_its_inside():
+    image = PIL.Image.fromarray(np.full((40, 40), 90, np.uint8))
+    mask = np.zeros((40, 40), bool)
+    mask[15:25, 15:25] = True
+    drawn = np.asarray(demo_utils.outline(image, mask))
+    red = (drawn == demo_utils.OUTLINE_COLOR).all(axis=2)
+    assert drawn.shape == (40, 40, 3)
+    assert not red[mask].any()  # the synthesised pixels stay visible
+    assert red[14, 20] and red[25, 20] and red[20, 14] and red[20, 25]  # a ring just outside
+    assert not red[0, 0] and not red[5, 20]
+
+
+# --- options and downloads --------------------------------------------------------------------------------------
+
+
+def test_resolve_seed_and_check_options():
+    assert demo_utils.resolve_seed(7, False) == 7
+    assert demo_utils.resolve_seed(7.0, False) == 7
+    assert 0 <= demo_utils.resolve_seed(7, True) <= demo_utils.MAX_SEED
+    for bad in (-1, 1.5, None, demo_utils.MAX_SEED + 1):
+        with pytest.raises(ValueError, match="seed must be a whole number"):
+            demo_utils.resolve_seed(bad, False)
+    pipe = make_pipeline()
+    assert demo_utils.check_options(pipe, "", 0, 1) == (None, T, 1)
+    assert demo_utils.check_options(pipe, "b", 2, 3) == ("b", 2, 3)
+    with pytest.raises(ValueError, match="Unknown defect type 'scratch'; this model knows: a, b"):
+        demo_utils.check_options(pipe, "scratch", 1, 1)
+    with pytest.raises(ValueError, match=f"Steps must be a whole number from 1 to {T}"):
+        demo_utils.check_options(pipe, "a", T + 1, 1)
+    with pytest.raises(ValueError, match="Variations must be from 1 to"):
+        demo_utils.check_options(pipe, "a", 1, demo_utils.MAX_VARIATIONS + 1)
+
+
+def test_write_pngs_keeps_16_bit_and_leaves_no_partial_files(tmp_path):
+    sixteen = PIL.Image.fromarray(np.array([[0, 40000], [65535, 3]], np.uint16))
+    floats = PIL.Image.fromarray(np.array([[0.25, 0.5]], np.float32))
+    paths = demo_utils.write_pngs({"a": sixteen, "b": floats}, tmp_path)
+    assert [p.rsplit(".", 1)[1] for p in paths] == ["png", "tiff"]  # PNG cannot hold floats
+    assert np.array_equal(np.asarray(PIL.Image.open(paths[0])), np.asarray(sixteen))
+    assert np.array_equal(np.asarray(PIL.Image.open(paths[1])), np.asarray(floats))
+
+    class Broken:
+        mode = "L"
+
+        def save(self, path, format):
+            open(path, "wb").write(b"half a fi")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        demo_utils.write_pngs({"c": Broken()}, tmp_path)
+    written = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert not [name for name in written if name.startswith("c.")]  # no file under the final name
+
+
+def test_old_download_folders_are_pruned(tmp_path):
+    old, recent, other = tmp_path / "sard-old", tmp_path / "sard-recent", tmp_path / "user-files"
+    for folder in (old, recent, other):
+        folder.mkdir()
+        (folder / "a.png").write_bytes(b"x")
+    hours_ago = time.time() - 2 * demo_utils.OUTPUT_MAX_AGE_S
+    os.utime(old, (hours_ago, hours_ago))
+    os.utime(other, (hours_ago, hours_ago))
+    [path] = demo_utils.write_pngs({"new": PIL.Image.new("L", (2, 2))}, tmp_path)
+    assert not old.exists() and recent.exists() and other.exists()  # only its own, old folders
+    assert Path(path).parent.name.startswith("sard-") and Path(path).is_file()
+
+
+def test_generate_variations_background_and_files(tmp_path):
+    pipe = make_pipeline()
+    rng = np.random.default_rng(0)
+    image = PIL.Image.fromarray(rng.integers(0, 255, (24, 32), dtype=np.uint8))
+    mask = box_mask(24, 32)
+    out = demo_utils.generate(pipe, image, mask, "a", seed=5, steps=T, count=2, stem="tile", directory=tmp_path)
+    assert out.seed == 5 and len(out.afters) == len(out.outlined) == 2
+    names = [p.rsplit("/", 1)[1] for p in out.files]
+    assert names == ["tile_a_seed5.png", "tile_a_seed6.png", "tile_mask.png"]
+    original = np.asarray(image)
+    for path in out.files[:2]:
+        result = PIL.Image.open(path)
+        assert result.mode == "L" and result.size == image.size
+        assert np.array_equal(np.asarray(result)[~mask], original[~mask])
+    first, second = (np.asarray(PIL.Image.open(p)) for p in out.files[:2])
+    assert not np.array_equal(first[mask], second[mask])  # seeds 5 and 6 differ
+    assert np.array_equal(np.asarray(PIL.Image.open(out.files[2])) > 0, mask)
+    # The same seed gives the same first variation.
+    again = demo_utils.generate(pipe, image, mask, "a", seed=5, steps=T, count=1, directory=tmp_path)
+    assert np.array_equal(np.asarray(PIL.Image.open(again.files[0])), first)
+
+
+def test_lazy_pipeline_loads_once_on_first_use():
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return make_pipeline()
+
+    lazy = demo_utils.LazyPipeline(loader)
+    assert not calls
+    threads = [threading.Thread(target=lazy.get) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and lazy.get().defect_types == list(DEFECT_TYPES)
+    pipe = make_pipeline()
+    assert demo_utils.LazyPipeline(pipe).get() is pipe
