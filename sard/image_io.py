@@ -52,28 +52,34 @@ class DecodedImage:
         return self.pixels.shape[0], self.pixels.shape[1]
 
 
-def _check_size(height: int, width: int) -> None:
+def _check_size(height: int, width: int, what: str = "image") -> None:
     if height < 1 or width < 1:
-        raise ValueError(f"The image is empty ({width} x {height} pixels); pass an image with pixels in it.")
+        raise ValueError(f"The {what} is empty ({width} x {height} pixels); pass an image with pixels in it.")
     if height * width > MAX_IMAGE_PIXELS:
         raise ValueError(
-            f"The image is {width} x {height} = {height * width / 1e6:.0f} megapixels; SARD accepts up to "
-            f"{MAX_IMAGE_PIXELS / 1e6:.0f}. Downscale it or cut out the region around the defect first."
+            f"The {what} is {width} x {height} = {height * width:,} pixels; SARD accepts up to {MAX_IMAGE_PIXELS:,} "
+            f"({MAX_IMAGE_PIXELS / 1e6:g} megapixels). Downscale it or cut out the region around the defect first."
         )
 
 
-def _open_path(path: str | os.PathLike) -> PIL.Image.Image:
+def _open_path(path: str | os.PathLike, what: str = "image") -> PIL.Image.Image:
     try:
         with PIL.Image.open(path) as opened:
-            _check_size(opened.height, opened.width)
+            _check_size(opened.height, opened.width, what)
             opened.load()
             return opened.copy()
     except (OSError, PIL.Image.DecompressionBombError) as error:
-        raise ValueError(f"Could not read {os.fspath(path)!r} as an image ({error}).") from None
+        name = os.fspath(path)
+        reason = getattr(error, "strerror", None) or str(error).replace(f" {name!r}", "")  # the path once is enough
+        raise ValueError(f"Could not read {name!r} as the {what} ({reason}).") from None
 
 
-def _decode_pil(image: PIL.Image.Image) -> DecodedImage:
-    _check_size(image.height, image.width)
+def _decode_pil(image: PIL.Image.Image, what: str) -> DecodedImage:
+    _check_size(image.height, image.width, what)
+    try:  # an image opened lazily from a truncated file fails only here
+        image.load()
+    except OSError as error:
+        raise ValueError(f"Could not read the {what}'s pixels ({error}); the file is damaged.") from None
     mode = image.mode
     if mode.startswith("I;16"):
         pixels = np.asarray(image).astype(np.uint16)  # native byte order whatever the file's
@@ -84,6 +90,8 @@ def _decode_pil(image: PIL.Image.Image) -> DecodedImage:
         has_alpha = mode == "PA" or "transparency" in image.info
         mode = "RGBA" if has_alpha else "RGB"
         image = image.convert(mode)
+    elif mode in ("La", "RGBa"):  # premultiplied alpha: PIL converts these only to their straight-alpha modes
+        image, mode = image.convert(mode.upper()), mode.upper()
     elif mode not in _NATIVE_PIL_MODES:  # CMYK, YCbCr, LAB, HSV
         image, mode = image.convert("RGB"), "RGB"
     pixels = np.asarray(image)
@@ -92,66 +100,72 @@ def _decode_pil(image: PIL.Image.Image) -> DecodedImage:
     if mode == "I":
         value_range = 65535.0  # 16-bit PNGs open as "I" in some Pillow versions
     elif mode == "F":
-        _check_finite(pixels)
+        _check_finite(pixels, what)
         value_range = 1.0
     else:
         value_range = 255.0
     return DecodedImage(pixels.copy(), _NATIVE_PIL_MODES[mode], value_range, "pil", mode)
 
 
-def _check_finite(pixels: np.ndarray) -> None:
+def _check_finite(pixels: np.ndarray, what: str) -> None:
     if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
-        raise ValueError("The image contains NaN or infinite values; pass finite values in [0, 1].")
+        raise ValueError(f"The {what} contains NaN or infinite values; pass finite values in [0, 1].")
 
 
-def _decode_array(pixels: np.ndarray, kind: str) -> DecodedImage:
+def _decode_array(pixels: np.ndarray, kind: str, what: str) -> DecodedImage:
     squeezed = pixels.ndim == 2
     if squeezed:
         pixels = pixels[..., None]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
         raise ValueError(
-            f"Expected an image array of shape (H, W) or (H, W, C) with C in 1-4 (tensors: (C, H, W)), "
+            f"Expected the {what} as an array of shape (H, W) or (H, W, C) with C in 1-4 (tensors: (C, H, W)), "
             f"got shape {tuple(pixels.shape)}."
         )
-    _check_size(pixels.shape[0], pixels.shape[1])
+    _check_size(pixels.shape[0], pixels.shape[1], what)
     if pixels.dtype == np.uint8:
         value_range = 255.0
     elif pixels.dtype == np.uint16:
         value_range = 65535.0
     elif np.issubdtype(pixels.dtype, np.floating):
-        _check_finite(pixels)
+        _check_finite(pixels, what)
         value_range = 1.0
     else:
-        raise ValueError(f"Unsupported image dtype {pixels.dtype}; use uint8, uint16 or floats in [0, 1].")
+        raise ValueError(f"Unsupported {what} dtype {pixels.dtype}; use uint8, uint16 or floats in [0, 1].")
     color_channels = 1 if pixels.shape[2] <= 2 else 3
     return DecodedImage(np.array(pixels), color_channels, value_range, kind, squeezed=squeezed)
 
 
-def decode_image(image) -> DecodedImage:
+def decode_image(image, what: str = "image") -> DecodedImage:
     """Decode one image: a PIL image of any mode, a path, a numpy array `(H, W[, C])` (uint8, uint16 or
     floats in [0, 1]) or a tensor `(C, H, W)` or `(H, W)` of the same value types.
+
+    Args:
+        what: how error messages name the input ("image", "mask", ...).
 
     Raises:
         ValueError: with what to do, for unreadable files, empty or oversized images, non-finite
             values and unsupported shapes or dtypes.
     """
     if isinstance(image, (str, os.PathLike)):
-        return _decode_pil(_open_path(image))
+        return _decode_pil(_open_path(image, what), what)
     if isinstance(image, PIL.Image.Image):
-        return _decode_pil(image)
+        return _decode_pil(image, what)
     if isinstance(image, torch.Tensor):
         array = image.detach().cpu()
         if array.ndim == 3:
             array = array.permute(1, 2, 0)
         if array.dtype == torch.bfloat16:  # exact in float32, and numpy has no bfloat16
-            decoded = _decode_array(array.float().numpy(), "pt")
+            if array.ndim in (2, 3):
+                _check_size(array.shape[0], array.shape[1], what)  # before the float32 copy
+            decoded = _decode_array(array.float().numpy(), "pt", what)
             decoded.tensor_dtype = torch.bfloat16
             return decoded
-        return _decode_array(array.numpy(), "pt")
+        return _decode_array(array.numpy(), "pt", what)
     if isinstance(image, np.ndarray):
-        return _decode_array(image, "np")
+        return _decode_array(image, "np", what)
     raise ValueError(
-        f"Expected a PIL image, a file path, a numpy array or a torch tensor, got {type(image).__name__}."
+        f"Expected a PIL image, a file path, a numpy array or a torch tensor as the {what}, "
+        f"got {type(image).__name__}."
     )
 
 
@@ -160,6 +174,16 @@ def to_unit_rgb(pixels: np.ndarray, decoded: DecodedImage) -> np.ndarray:
     color = pixels[..., : decoded.color_channels].astype(np.float32) / decoded.value_range
     color = np.clip(color, 0.0, 1.0)
     return np.repeat(color, 3, axis=2) if decoded.color_channels == 1 else color
+
+
+def is_grayscale(pixels: np.ndarray) -> bool:
+    """Whether the colour channels of an `(H, W, C>=3)` array are equal everywhere."""
+    return bool((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all())
+
+
+def to_gray_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB `(H, W, 3)` with each pixel replaced by its luma in all three channels."""
+    return np.repeat((rgb @ _LUMA)[..., None], 3, axis=2)
 
 
 def from_unit_rgb(rgb: np.ndarray, decoded: DecodedImage) -> np.ndarray:
@@ -212,7 +236,7 @@ def decode_mask(mask, size: tuple[int, int] | None = None) -> np.ndarray:
         mask = mask.astype(np.uint8) * 255
     elif isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
         mask = mask.to(torch.uint8) * 255
-    decoded = decode_image(mask)
+    decoded = decode_image(mask, "mask")
     pixels = decoded.pixels
     if pixels.shape[2] in (2, 4) and (pixels[..., -1] < decoded.value_range).any():
         unit = pixels[..., -1].astype(np.float32) / decoded.value_range
@@ -223,7 +247,7 @@ def decode_mask(mask, size: tuple[int, int] | None = None) -> np.ndarray:
     binary = unit >= 0.5
     if size is not None and binary.shape != tuple(size):
         resized = PIL.Image.fromarray(binary).resize((size[1], size[0]), PIL.Image.NEAREST)
-        binary = np.asarray(resized, dtype=bool)
+        binary = np.array(resized, dtype=bool)  # a writable copy (torch warns about read-only arrays)
     return binary
 
 
@@ -236,7 +260,7 @@ def mask_from_editor(editor_value: dict, threshold: int = 0) -> PIL.Image.Image:
     Raises:
         ValueError: when no image was uploaded.
     """
-    background = editor_value.get("background") if editor_value else None
+    background = editor_value.get("background") if isinstance(editor_value, dict) else None
     if background is None:
         raise ValueError("Upload an image first, then paint the region for the defect.")
     height, width = decode_image(background).size
@@ -252,11 +276,25 @@ def mask_from_editor(editor_value: dict, threshold: int = 0) -> PIL.Image.Image:
 
 
 def _as_rgba(layer) -> np.ndarray:
+    what = "mask layer"
     if isinstance(layer, (str, os.PathLike)):
-        layer = _open_path(layer)
+        layer = _open_path(layer, what)
     if isinstance(layer, PIL.Image.Image):
-        return np.asarray(layer.convert("RGBA"))
+        _check_size(layer.height, layer.width, what)
+        try:
+            if layer.mode in ("La", "RGBa"):
+                layer = layer.convert(layer.mode.upper())  # premultiplied alpha converts only to straight alpha
+            return np.asarray(layer.convert("RGBA"))
+        except OSError as error:
+            raise ValueError(f"Could not read the {what}'s pixels ({error}); the file is damaged.") from None
     array = np.asarray(layer)
+    if (
+        array.ndim not in (2, 3)
+        or (array.ndim == 3 and not 1 <= array.shape[2] <= 4)
+        or array.dtype.kind not in "biuf"
+    ):
+        raise ValueError(f"A {what} must be an image array (H, W[, C]) of numbers, got {array.dtype} {array.shape}.")
+    _check_size(array.shape[0], array.shape[1], what)
     if array.ndim == 3 and array.shape[2] == 4:
         return array.astype(np.uint8)
     # A layer without alpha: every non-black pixel is paint.

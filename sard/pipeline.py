@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -17,6 +18,11 @@ from .scheduler import SARDScheduler
 
 BACKGROUND_MODES = ("clean", "noised")
 
+# Pixels per network batch on a CPU. One forward of the default denoiser costs, per image, 529 ms for a
+# 256 x 256 crop alone and 849 ms in a batch of 16; 66 ms for a 96 x 72 crop alone, 56 ms in a batch of 4 and
+# 79 ms in a batch of 64 (2-core Xeon, bench/README.md): past the caches, bigger batches only cost more.
+CPU_BATCH_PIXELS = 2**16
+
 
 @dataclass
 class _Prepared:
@@ -27,6 +33,23 @@ class _Prepared:
     box: cropping.CropBox
     known: torch.Tensor  # (1, 3, h, w) in [-1, 1], the crop at working scale
     work_mask: torch.Tensor  # (1, 1, h, w) in {0, 1}
+
+
+@dataclass
+class SampledCrop:
+    """One image's working crop after sampling and before the paste (see :meth:`SARDPipeline.sample_crops`).
+
+    Attributes:
+        known (`torch.Tensor`): `(3, h, w)` in [-1, 1], the input's crop at working scale (RGB).
+        mask (`torch.Tensor`): `(1, h, w)` in {0, 1}, the mask at working scale.
+        sample (`torch.Tensor`): `(3, h, w)` in [-1, 1], the sampled ``x_0``. With the region constraint it
+            equals ``known`` outside the mask bit for bit; without it the network changed the whole crop, and
+            only the inside of the mask is pasted.
+    """
+
+    known: torch.Tensor
+    mask: torch.Tensor
+    sample: torch.Tensor
 
 
 def _as_list(value, name: str) -> list:
@@ -150,49 +173,65 @@ class SARDPipeline(DiffusionPipeline):
         box = prepared.box
         crop = cropping.resize(crop[None].float(), (box.height, box.width))[0]
         rgb = (crop.permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0
-        synthesized = image_io.from_unit_rgb(rgb, prepared.decoded)
         pixels = prepared.decoded.pixels.copy()
         rows, cols = box.slices
         inside = prepared.mask[rows, cols]
         region = pixels[rows, cols]  # a view: writes go into ``pixels``
+        if prepared.decoded.color_channels == 3 and image_io.is_grayscale(region):
+            # A grayscale photo stored as RGB stays grayscale: the defect is painted in luminance only.
+            rgb = image_io.to_gray_rgb(rgb)
+        synthesized = image_io.from_unit_rgb(rgb, prepared.decoded)
         region[inside, : prepared.decoded.color_channels] = synthesized[inside]
         return pixels
 
     def _per_image_noise(self, shapes, generators, padded, device, dtype) -> torch.Tensor:
         """Standard normal noise drawn per image at its own size, then padded: image i's noise does not
-        depend on what else is in the batch."""
-        noise = [
-            cropping.pad_to(randn_tensor((1, 3, *shape), generator=g, device=device, dtype=dtype), padded)
-            for shape, g in zip(shapes, generators)
-        ]
-        return torch.cat(noise)
+        depend on what else is in the batch. Noise from CPU generators is drawn and padded on the CPU and
+        moved to ``device`` in one copy (the values are those ``randn_tensor`` draws)."""
+        noise = []
+        for shape, g in zip(shapes, generators):
+            draw = randn_tensor((1, 3, *shape), generator=g, device=g.device if g is not None else device, dtype=dtype)
+            noise.append(cropping.pad_to(draw, padded))
+        return torch.cat(noise).to(device)
 
-    def _sample(self, prepared, labels, z, generators, padded, background, region_constraint) -> torch.Tensor:
-        """Region-constrained sampling of crops padded to the same size ``padded``; returns ``x_0``."""
-        device, dtype = self._execution_device, self.denoiser.dtype
+    def _sample(
+        self, prepared, labels, z, generators, padded, background, region_constraint, device, net_dtype
+    ) -> torch.Tensor:
+        """Region-constrained sampling of crops padded to the same size ``padded``; returns ``x_0``.
+
+        The sampling math runs in float32 (float64 for a float64 denoiser) whatever the denoiser's dtype; only
+        the network's inputs are cast, so a bfloat16 denoiser costs no precision in the schedule.
+        """
+        dtype = torch.promote_types(net_dtype, torch.float32)
         batch_size = len(prepared)
         shapes = [tuple(p.known.shape[-2:]) for p in prepared]
         known = torch.cat([cropping.pad_to(p.known, padded) for p in prepared]).to(device, dtype)
         mask = torch.cat([cropping.pad_to(p.work_mask, padded, mode="constant") for p in prepared]).to(device, dtype)
 
-        # 2. x_T: noise inside the mask, the clean background outside (or noise everywhere, for the ablations).
+        # 2. x_T: noise inside the mask in every mode; outside it the clean background, or for the ablations the
+        # background diffused to level T with the same noise. (Diffusing the whole crop would also leak
+        # sqrt(abar_T) of the pixels under the mask into x_T: a second difference between the modes.)
         t_start = int(self.scheduler.timesteps[0])
         noise = self._per_image_noise(shapes, generators, padded, device, dtype)
         abar = self.scheduler.alphas_cumprod.to(device)
-        if background == "clean" and region_constraint:
-            x_t = sampling.blend_known(noise, known, mask)
-        else:
-            x_t = sampling.q_sample(known, torch.full((batch_size,), t_start), abar, noise)
-        known_input = known * (1.0 - mask)  # the network never sees the original pixels under the mask
+        start_background = known
+        if background == "noised" or not region_constraint:
+            start_background = sampling.q_sample(known, torch.full((batch_size,), t_start), abar, noise)
+        x_t = sampling.blend_known(noise, start_background, mask)
+        # The network never sees the original pixels under the mask; its inputs that do not change between
+        # steps are cast to its dtype once.
+        known_input = (known * (1.0 - mask)).to(net_dtype)
+        net_mask, z = mask.to(net_dtype), z.to(net_dtype)
 
-        # 3. Reverse steps: predict x0, draw the posterior sample, pass the background through.
-        for t in self.progress_bar(self.scheduler.timesteps):
-            timestep = torch.full((batch_size,), int(t), device=device)
-            x0_hat = self.denoiser(x_t, timestep, z, mask, known_input, labels)
+        # 3. Reverse steps: predict x0, draw the posterior sample, pass the background through. The levels are
+        # Python ints, so that no step waits on the GPU to read one.
+        for t in self.progress_bar(self.scheduler.timesteps.tolist()):
+            timestep = torch.full((batch_size,), t, device=device)
+            x0_hat = self.denoiser(x_t.to(net_dtype), timestep, z, net_mask, known_input, labels).to(dtype)
             variance_noise = self._per_image_noise(shapes, generators, padded, device, dtype)
             x_t = self.scheduler.step(x0_hat, t, x_t, variance_noise=variance_noise).prev_sample
             if region_constraint:
-                s = self.scheduler.previous_timestep(int(t))
+                s = self.scheduler.previous_timestep(t)
                 if background == "noised" and s > 0:
                     level = torch.full((batch_size,), s)
                     noised = self._per_image_noise(shapes, generators, padded, device, dtype)
@@ -252,38 +291,9 @@ class SARDPipeline(DiffusionPipeline):
             >>> result = pipe(image, mask, defect="crack").images[0]
             ```
         """
-        if background not in BACKGROUND_MODES:
-            raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {background!r}.")
-        images = _as_list(image, "images")
-        batch_size = len(images)
-        masks = _broadcast(_as_list(mask_image, "masks"), batch_size, "masks")
-        defects = _broadcast(list(defect) if isinstance(defect, (list, tuple)) else [defect], batch_size, "defects")
-        generators = generator if isinstance(generator, list) else [generator] * batch_size
-        generators = _broadcast(generators, batch_size, "generators")
-        resolution = resolution or self.config.resolution
-        device, dtype = self._execution_device, self.denoiser.dtype
-
-        # 1. Decode inputs and cut the working crops around the masks.
-        prepared = [self._prepare(im, m, resolution) for im, m in zip(images, masks)]
-        labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)
-        shapes = [tuple(p.known.shape[-2:]) for p in prepared]
-        z = torch.cat([randn_tensor((1, self.denoiser.config.latent_dim), generator=g) for g in generators])
-        z = z.to(device, dtype)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-
-        # GroupNorm and attention see the whole padded crop, so crops are batched only with crops of the
-        # same padded size: image i's result does not depend on the other images in the batch.
-        stride = self.denoiser.stride
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, shape in enumerate(shapes):
-            groups.setdefault(tuple(-(-side // stride) * stride for side in shape), []).append(i)
-        crops: list[torch.Tensor | None] = [None] * batch_size
-        for padded, index in groups.items():
-            group = [prepared[i] for i in index]
-            gens = [generators[i] for i in index]
-            x_0 = self._sample(group, labels[index], z[index], gens, padded, background, region_constraint)
-            for row, i in enumerate(index):
-                crops[i] = x_0[row, :, : shapes[i][0], : shapes[i][1]]
+        prepared, crops = self._prepare_and_sample(
+            image, mask_image, defect, num_inference_steps, generator, resolution, background, region_constraint
+        )
 
         # 4. Paste each crop back into its full-resolution image, inside the mask only.
         results = [
@@ -293,3 +303,82 @@ class SARDPipeline(DiffusionPipeline):
         if not return_dict:
             return (results,)
         return ImagePipelineOutput(images=results)
+
+    @torch.no_grad()
+    def sample_crops(
+        self,
+        image,
+        mask_image,
+        defect: str | list[str] | None = None,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        resolution: int | None = None,
+        background: str = "clean",
+        region_constraint: bool = True,
+    ) -> list[SampledCrop]:
+        r"""The working crops as sampled, before the paste: what :meth:`__call__` pastes into the images.
+
+        Takes the arguments of :meth:`__call__` (the same seeds give the same crops). For measuring what the
+        network did, e.g. how far the background drifted without the region constraint.
+
+        Returns:
+            `list[SampledCrop]`: one per input, at the working scale of the crop around its mask.
+        """
+        prepared, crops = self._prepare_and_sample(
+            image, mask_image, defect, num_inference_steps, generator, resolution, background, region_constraint
+        )
+        self.maybe_free_model_hooks()
+        return [SampledCrop(p.known[0], p.work_mask[0], crop) for p, crop in zip(prepared, crops)]
+
+    def _prepare_and_sample(
+        self, image, mask_image, defect, num_inference_steps, generator, resolution, background, region_constraint
+    ) -> tuple[list[_Prepared], list[torch.Tensor]]:
+        """Check the arguments, decode the inputs, cut their crops and sample them: ``(prepared, crops)``."""
+        if background not in BACKGROUND_MODES:
+            raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {background!r}.")
+        images = _as_list(image, "images")
+        batch_size = len(images)
+        masks = _broadcast(_as_list(mask_image, "masks"), batch_size, "masks")
+        defects = _broadcast(list(defect) if isinstance(defect, (list, tuple)) else [defect], batch_size, "defects")
+        generators = generator if isinstance(generator, list) else [generator] * batch_size
+        generators = _broadcast(generators, batch_size, "generators")
+        if not all(g is None or isinstance(g, torch.Generator) for g in generators):
+            raise ValueError("generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or a list.")
+        if num_inference_steps is not None and not isinstance(num_inference_steps, numbers.Integral):
+            raise ValueError(f"num_inference_steps must be a whole number of steps, got {num_inference_steps!r}.")
+        resolution = self.config.resolution if resolution is None else resolution
+        if not isinstance(resolution, numbers.Integral) or resolution < 1:
+            raise ValueError(f"resolution must be a positive number of pixels (or None), got {resolution!r}.")
+        # Looked up once: diffusers' ``_execution_device`` walks every module (milliseconds per lookup).
+        device, net_dtype = self._execution_device, self.denoiser.dtype
+
+        # 1. Decode inputs and cut the working crops around the masks.
+        prepared = [self._prepare(im, m, resolution) for im, m in zip(images, masks)]
+        labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)
+        shapes = [tuple(p.known.shape[-2:]) for p in prepared]
+        z = torch.cat([randn_tensor((1, self.denoiser.config.latent_dim), generator=g) for g in generators])
+        z = z.to(device)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+
+        # GroupNorm and attention see the whole padded crop, so crops are batched only with crops of the
+        # same padded size: image i's result does not depend on the other images in the batch.
+        stride = self.denoiser.stride
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            groups.setdefault(tuple(-(-side // stride) * stride for side in shape), []).append(i)
+        crops: list[torch.Tensor | None] = [None] * batch_size
+        for padded, group_index in groups.items():
+            # A GPU takes each group whole; on a CPU a batch larger than the caches costs more per image, so
+            # CPU batches are cut to about CPU_BATCH_PIXELS pixels.
+            chunk = len(group_index) if device.type != "cpu" else max(1, CPU_BATCH_PIXELS // (padded[0] * padded[1]))
+            for start in range(0, len(group_index), chunk):
+                index = group_index[start : start + chunk]
+                group = [prepared[i] for i in index]
+                gens = [generators[i] for i in index]
+                x_0 = self._sample(
+                    group, labels[index], z[index], gens, padded, background, region_constraint, device, net_dtype
+                )
+                x_0 = x_0.float().cpu()  # one copy off the GPU per batch, not one per image
+                for row, i in enumerate(index):
+                    crops[i] = x_0[row, :, : shapes[i][0], : shapes[i][1]]
+        return prepared, crops

@@ -400,3 +400,22 @@ EXPECTED_SLICE = [
     0.232745,
     0.203853,
 ]
+
+
+def test_grayscale_photo_stored_as_rgb_gets_a_gray_defect(tiny_pipeline):
+    gray = np.random.default_rng(0).integers(0, 256, (40, 56), dtype=np.uint8)
+    rgb = PIL.Image.fromarray(np.stack([gray] * 3, axis=2))
+    mask = np.zeros((40, 56), bool)
+    mask[10:30, 20:40] = True
+    result = np.asarray(tiny_pipeline(rgb, mask, defect="a", generator=torch.Generator().manual_seed(0)).images[0])
+    assert (result[..., 0] == result[..., 1]).all() and (result[..., 1] == result[..., 2]).all()
+    assert not np.array_equal(result[mask], np.asarray(rgb)[mask])
+
+
+def test_colour_photo_keeps_colour_defects(tiny_pipeline):
+    colour = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    mask = np.zeros((40, 56), bool)
+    mask[10:30, 20:40] = True
+    result = tiny_pipeline(colour, mask, defect="a", generator=torch.Generator().manual_seed(0), output_type="np")
+    inside = result.images[0][mask].astype(int)
+    assert (inside[:, 0] != inside[:, 1]).any()
