@@ -97,6 +97,8 @@ def main(argv=None) -> None:
                 texture_dir=(config.texture_dir or None) if method == "draem" else None,
                 foreground=config.foreground, augmentation=config.augmentation(), batch_size=config.sard_batch_size,
                 num_inference_steps=config.num_inference_steps or None,
+                background=config.background if method == "sard" else "clean",
+                region_constraint=config.region_constraint or method != "sard",
             )
             start, cpu = time.perf_counter(), time.process_time()
             try:

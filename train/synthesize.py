@@ -35,6 +35,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_foreground", action="store_true", help="let masks fall anywhere in the frame")
     parser.add_argument("--batch_size", type=int, default=8, help="images per pipeline call (sard)")
     parser.add_argument("--num_inference_steps", type=int, help="reverse steps (sard; default: the model's)")
+    parser.add_argument("--background", default="clean", choices=("clean", "noised"),
+                        help="sard: the background the network sees at each step; noised re-noises it to the "
+                        "step's level as RePaint does (an ablation)")
+    parser.add_argument("--no_region_constraint", action="store_true",
+                        help="sard: let the network update the whole crop and paste inside the mask only at the "
+                        "end (an ablation: what inpainting without RCD does)")
     parser.add_argument("--rotate90", action="store_true", help="also turn masks by multiples of 90 degrees")
     parser.add_argument("--max_rotation", type=float, default=15.0, help="degrees")
     parser.add_argument("--scale_jitter", type=float, default=0.25)
@@ -58,6 +64,8 @@ def main(argv=None) -> None:
         checkpoint=os.fspath(args.checkpoint) if args.method == "sard" else None,
         texture_dir=args.texture_dir if args.method == "draem" else None, foreground=not args.no_foreground,
         augmentation=augmentation, batch_size=args.batch_size, num_inference_steps=args.num_inference_steps,
+        background=args.background if args.method == "sard" else "clean",
+        region_constraint=not (args.no_region_constraint and args.method == "sard"),
     )
     state = process_state()
     try:

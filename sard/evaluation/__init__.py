@@ -5,4 +5,7 @@
 - :mod:`.metrics`: pixel confusion counts, IoU of the defect class, mIoU, pixel accuracy.
 - :mod:`.harness`: synthesise, train, test, per method and category.
 - :mod:`.report`: the markdown table, the CSV and the bar chart.
+- :mod:`.realism`: contrast and texture energy inside a mask against a ring around it; background drift.
+- :mod:`.ablation`, :mod:`.probe`, :mod:`.ablation_report`: the ablation's variants and settings, the realism
+  probe on held-out masks, and its table, chart and figure (train/ablate.py).
 """

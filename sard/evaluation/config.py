@@ -39,6 +39,8 @@ class EvalConfig:
     shift: float = 0.1
     sard_batch_size: int = 8
     num_inference_steps: int = 0  # 0: the model's own
+    background: str = "clean"  # sard: clean | noised (re-noised as in RePaint; an ablation)
+    region_constraint: bool = True  # sard: False lets the network update the whole crop (an ablation)
     texture_dir: str = ""  # DRAEM; empty: the other categories' normal images
     data_format: str = "auto"
 
@@ -71,6 +73,8 @@ class EvalConfig:
             errors.append(f"segmenter must be one of {', '.join(SEGMENTERS)}, got {self.segmenter!r}")
         if self.resolution < 32 or self.resolution % 32:
             errors.append(f"resolution must be a multiple of 32 (at least 32), got {self.resolution}")
+        if self.background not in ("clean", "noised"):
+            errors.append(f"background must be clean or noised, got {self.background!r}")
         if self.loss not in LOSSES:
             errors.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0.0 < self.anomaly_fraction <= 1.0:
@@ -94,6 +98,10 @@ class EvalConfig:
         values = self.to_dict()
         for key in ("num_threads", "eval_batch_size", "sard_batch_size"):
             values.pop(key)
+        # The sampling ablations only count when used: runs finished before they existed stay valid.
+        for key, default in (("background", "clean"), ("region_constraint", True)):
+            if values[key] == default:
+                values.pop(key)
         return values
 
 

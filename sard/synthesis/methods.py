@@ -111,8 +111,9 @@ class SardSynthesizer(Synthesizer):
     method, needs_masks = "sard", True
 
     def __init__(self, dataset, pipeline, seed=0, augmentation=None, foreground=True, batch_size=8,
-                 num_inference_steps=None):
+                 num_inference_steps=None, background="clean", region_constraint=True):
         super().__init__(dataset, seed, augmentation, foreground)
+        self.background, self.region_constraint = background, region_constraint  # the pipeline's ablations
         unknown = [d for d in dataset.defect_types if d not in pipeline.defect_types]
         if unknown:
             raise ValueError(
@@ -136,7 +137,8 @@ class SardSynthesizer(Synthesizer):
             records.append(self.record(item, source, mask_source=str(mask_source), **info))
         outputs = self.pipeline(images, [PIL.Image.fromarray(m.astype(np.uint8) * 255) for m in masks],
                                 defect=[i.defect for i in items], generator=[i.generator(self.seed) for i in items],
-                                num_inference_steps=self.num_inference_steps).images
+                                num_inference_steps=self.num_inference_steps, background=self.background,
+                                region_constraint=self.region_constraint).images
         return [Result(o, m, r) for o, m, r in zip(outputs, masks, records)]
 
 
@@ -216,9 +218,10 @@ class RealSynthesizer(Synthesizer):
 
 def build_synthesizer(method: str, dataset: DefectDataset, seed: int = 0, augmentation=None, foreground=True,
                       checkpoint=None, pipeline=None, texture_dir=None, batch_size=8, num_inference_steps=None,
-                      device=None) -> Synthesizer:
+                      device=None, background="clean", region_constraint=True) -> Synthesizer:
     """The synthesiser of ``method`` (one of :data:`METHODS`). ``sard`` needs ``checkpoint`` (a folder or hub
-    id for ``SARDPipeline.from_pretrained``) or a loaded ``pipeline``."""
+    id for ``SARDPipeline.from_pretrained``) or a loaded ``pipeline``; ``background`` and ``region_constraint``
+    are passed to it."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     if method == "sard":
@@ -231,7 +234,8 @@ def build_synthesizer(method: str, dataset: DefectDataset, seed: int = 0, augmen
             if device is not None:
                 pipeline = pipeline.to(device)
             pipeline.set_progress_bar_config(disable=True)
-        return SardSynthesizer(dataset, pipeline, seed, augmentation, foreground, batch_size, num_inference_steps)
+        return SardSynthesizer(dataset, pipeline, seed, augmentation, foreground, batch_size, num_inference_steps,
+                               background, region_constraint)
     if method == "cutpaste":
         return CutPasteSynthesizer(dataset, seed, augmentation, foreground)
     if method == "draem":

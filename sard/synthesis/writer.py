@@ -49,6 +49,9 @@ class SynthesisSettings:
         augmentation: how training masks are varied (``sard``, ``real``).
         batch_size: images per pipeline call (``sard``).
         num_inference_steps: reverse steps (``sard``; default: the model's).
+        background: ``"clean"`` or ``"noised"`` (``sard``; the pipeline's argument, an ablation).
+        region_constraint: False lets the network update the whole crop (``sard``; the pipeline's argument, an
+            ablation).
     """
 
     method: str
@@ -60,12 +63,18 @@ class SynthesisSettings:
     augmentation: MaskAugmentation = field(default_factory=MaskAugmentation)
     batch_size: int = 8
     num_inference_steps: int | None = None
+    background: str = "clean"
+    region_constraint: bool = True
 
     def identity(self) -> dict:
         """The settings that decide the pairs' content (not how many, nor how fast)."""
         values = dataclasses.asdict(self)
         for key in ("n_per_defect", "batch_size"):
             values.pop(key)
+        # The sampling ablations only count when used: sets written before they existed stay valid.
+        for key, default in (("background", "clean"), ("region_constraint", True)):
+            if values[key] == default:
+                values.pop(key)
         return values
 
 
@@ -192,6 +201,7 @@ def synthesize_category(
         settings.method, dataset, settings.seed, settings.augmentation, settings.foreground, settings.checkpoint,
         pipeline, settings.texture_dir, settings.batch_size, settings.num_inference_steps,
         device=state.device if settings.method == "sard" and pipeline is None else None,
+        background=settings.background, region_constraint=settings.region_constraint,
     )
     state.wait_for_everyone()
     if state.is_main_process:

@@ -1,0 +1,152 @@
+"""What each part of SARD is worth: the variants of the ablation and its settings.
+
+Each variant turns exactly one switch of the base recipe:
+
+- ``base``: SARD as configured (retrained with the ablation's budget, or a given checkpoint);
+- ``no_mask_head`` (DMG): the discriminator's mask-aware head off, the global head only. The term that
+  lets that head judge the clean prediction (``lambda_x0``) goes with it: it has no other head to use;
+- ``lambda_rec_0``: no reconstruction loss, the adversarial losses only;
+- ``background_noised`` (RCD): the base model; at each step the background is re-noised to the step's level
+  (RePaint) instead of passed through clean;
+- ``unconstrained`` (RCD): the base model; the network updates the whole crop at every step and the result is
+  pasted inside the mask only at the end (what inpainting pipelines without RCD do).
+
+The first three are trained (same seed, data, budget); the last two reuse the base model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..training.config import TrainConfig
+from ..training.config import load_config as load_train_config
+from .config import EvalConfig
+from .config import load_config as load_eval_config
+
+
+class AblationError(ValueError):
+    """An ablation that cannot run as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One switch turned: training overrides (a model of its own) or sampling options (the base model)."""
+
+    name: str
+    claim: str  # the idea it tests: "DMG", "RCD" or "" (the base, and lambda_rec)
+    description: str
+    train: dict = field(default_factory=dict)  # TrainConfig keys that differ from the base
+    background: str = "clean"
+    region_constraint: bool = True
+
+    @property
+    def model(self) -> str:
+        """The model it samples with: its own when it changes training, else the base model."""
+        return self.name if self.train else "base"
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("base", "", "SARD as configured"),
+        Variant("no_mask_head", "DMG", "discriminator: global head only", train={"mask_head": False}),
+        Variant("lambda_rec_0", "", "no reconstruction loss (adversarial only)", train={"lambda_rec": 0.0}),
+        Variant("background_noised", "RCD", "background re-noised at each step (RePaint)", background="noised"),
+        Variant("unconstrained", "RCD", "no region constraint; pasted at the end", region_constraint=False),
+    )
+}
+
+# Training keys that change how fast or where a run goes, not what it learns.
+RUNTIME_KEYS = ("data_root", "output_dir", "resume", "num_threads", "max_train_minutes", "push_to_hub",
+                "hub_model_id", "sample_every", "log_every", "checkpoint_every", "checkpoints_total_limit")
+
+
+@dataclass
+class AblationConfig:
+    """The ablation's settings (``train/configs/ablation-*.yaml``).
+
+    Attributes:
+        train_config: the base model's training recipe (a ``train/configs`` YAML; relative paths are read
+            from the ablation config's folder).
+        train: overrides of that recipe for every trained model, the base included (the budget: max_steps).
+        eval_config: the evaluation harness's config (the main table's), and ``eval`` its overrides.
+        probe_per_defect: held-out masks per defect type filled by every variant for the realism figures.
+        ring_width: width in working-scale pixels of the ring around the mask (contrast, texture, drift).
+        figure_per_defect: rows per defect type in the side-by-side figure.
+    """
+
+    train_config: str
+    eval_config: str
+    train: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    probe_per_defect: int = 24
+    ring_width: int = 3
+    figure_per_defect: int = 2
+
+    def training(self, variant: Variant, data_root: str, category: str, output_dir: str | Path) -> TrainConfig:
+        """The training config of ``variant``'s model: the recipe, the budget, the variant's switch."""
+        run = {"data_root": str(data_root), "category": category, "output_dir": str(output_dir), "resume": "latest"}
+        base = load_train_config(self.train_config, {**self.train, **run})
+        if variant.train:
+            same = [k for k, v in variant.train.items() if getattr(base, k) == v]
+            if same:
+                raise AblationError(
+                    f"The base recipe already has {', '.join(f'{k} = {variant.train[k]}' for k in same)}: "
+                    f"{variant.name} would be the base model. Leave it out with --variants, or change the recipe."
+                )
+        return load_train_config(self.train_config, {**self.train, **variant.train, **run})
+
+    def evaluation(self) -> EvalConfig:
+        return load_eval_config(self.eval_config, self.eval)
+
+    def identity(self) -> dict:
+        """What the numbers depend on: the recipe and harness as loaded (not their file names)."""
+        train = dataclasses.asdict(load_train_config(self.train_config, {**self.train, "data_root": "."}))
+        for key in (*RUNTIME_KEYS, "category"):
+            train.pop(key, None)
+        return {"train": train, "eval": self.evaluation().identity(), "probe_per_defect": self.probe_per_defect,
+                "ring_width": self.ring_width}
+
+
+def load_ablation_config(path: str | Path, overrides: dict | None = None) -> AblationConfig:
+    """An :class:`AblationConfig` from YAML; ``train_config`` and ``eval_config`` relative to its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise AblationError(f"No ablation config at {path}; see train/configs/ablation-cpu.yaml.")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise AblationError(f"{path} must hold a mapping of ablation keys to values.")
+    values.update(overrides or {})
+    known = {f.name for f in dataclasses.fields(AblationConfig)}
+    unknown = sorted(set(values) - known)
+    missing = sorted({"train_config", "eval_config"} - set(values))
+    if unknown or missing:
+        raise AblationError(
+            f"{path}: " + "; ".join(filter(None, [unknown and f"unknown key(s) {', '.join(unknown)}",
+                                                  missing and f"missing {', '.join(missing)}"]))
+            + f". Known keys: {', '.join(sorted(known))}."
+        )
+    for key in ("train_config", "eval_config"):
+        values[key] = str((path.parent / values[key]) if not Path(values[key]).is_absolute() else values[key])
+    config = AblationConfig(**values)
+    fixed = sorted({"background", "region_constraint"} & set(config.eval or {}))
+    if fixed:
+        raise AblationError(f"{path}: eval sets {', '.join(fixed)}, which each variant sets for itself; remove it.")
+    for key in ("probe_per_defect", "ring_width", "figure_per_defect"):
+        if not isinstance(getattr(config, key), int) or getattr(config, key) < 1:
+            raise AblationError(f"{path}: {key} must be a whole number of at least 1, got {getattr(config, key)!r}.")
+    return config
+
+
+def parse_variants(text: str | None) -> list[Variant]:
+    """``no_mask_head,unconstrained`` -> those variants and the base (every variant is compared with it), in
+    the order of :data:`VARIANTS`; None or "" -> all."""
+    names = [n for n in (text or "").split(",") if n] or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise AblationError(f"Unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}.")
+    return [v for name, v in VARIANTS.items() if name in names or name == "base"]

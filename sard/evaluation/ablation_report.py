@@ -1,0 +1,205 @@
+"""The ablation's report: ``ablation.csv``, a markdown table, a bar chart and the side-by-side figure (PIL only).
+
+One row per (variant, category, defect type) and an ``all`` row per variant: the downstream metrics of the
+main table (from the evaluation harness) and the realism figures of the probe (:mod:`.probe`), with the
+same figures of the real held-out defects as rows of the pseudo-variant ``real``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+
+from . import realism
+from .ablation import Variant
+from .probe import ProbeTile
+from .report import PALETTE, _font
+
+COLUMNS = ("variant", "claim", "category", "defect", "miou", "acc", "iou", "contrast", "texture_ratio",
+           "contrast_gap", "texture_gap", "drift", "n_probe")
+NAN = math.nan
+
+
+def ablation_rows(category: str, variants: list[Variant], downstream: dict[str, dict[str, dict]],
+                  probes: dict[str, dict[str, dict]], real: dict[str, dict]) -> list[dict]:
+    """The rows of one category.
+
+    Args:
+        downstream: variant -> defect (and ``all``) -> ``{"miou", "acc", "iou"}`` in percent.
+        probes: variant -> defect (and ``all``) -> a probe summary (``n``, ``contrast``, ``texture_ratio``,
+            ``drift``).
+        real: defect (and ``all``) -> the summary of the real held-out defects.
+    """
+    defects = sorted({d for table in [*downstream.values(), *probes.values(), real] for d in table} - {"all"})
+    rows = []
+    for variant in variants:
+        if variant.name not in downstream and variant.name not in probes:
+            continue
+        for defect in [*defects, "all"]:
+            metrics = downstream.get(variant.name, {}).get(defect, {})
+            probe = probes.get(variant.name, {}).get(defect)
+            row = {"variant": variant.name, "claim": variant.claim, "category": category, "defect": defect,
+                   **{k: metrics.get(k, NAN) for k in ("miou", "acc", "iou")},
+                   "contrast": NAN, "texture_ratio": NAN, "contrast_gap": NAN, "texture_gap": NAN, "drift": NAN,
+                   "n_probe": 0}
+            if probe:
+                row.update(contrast=probe["contrast"], texture_ratio=probe["texture_ratio"],
+                           drift=probe.get("drift", NAN), n_probe=probe["n"])
+                if defect in real:
+                    row.update(realism.gaps(probe, real[defect]))
+            rows.append(row)
+    for defect in [*defects, "all"]:
+        if defect in real:
+            rows.append({**dict.fromkeys(COLUMNS, NAN), "variant": "real", "claim": "", "category": category,
+                         "defect": defect, "contrast": real[defect]["contrast"],
+                         "texture_ratio": real[defect]["texture_ratio"], "n_probe": real[defect]["n"]})
+    figures = ("contrast", "texture_ratio", "contrast_gap", "texture_gap", "drift")
+    return [{k: round(v, 4) if k in figures and not _nan(v) else v for k, v in row.items()} for row in rows]
+
+
+def write_csv(rows: list[dict], path: str | Path) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
+
+
+def _nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    if _nan(value):
+        return "–"
+    return "0" if value == 0 else format(value, spec)
+
+
+def markdown(rows: list[dict], descriptions: dict[str, str] | None = None) -> str:
+    """Per category: the ``all`` rows (downstream metrics, realism, drift), then the realism per defect type."""
+    descriptions = descriptions or {}
+    lines = []
+    for category in dict.fromkeys(r["category"] for r in rows):
+        mine = [r for r in rows if r["category"] == category]
+        lines += [f"### {category}", "",
+                  "| variant | tests | what changes | mIoU | acc | IoU(defect) | contrast | texture ratio | "
+                  "contrast gap | texture gap | drift before paste |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in mine if r["defect"] == "all"):
+            name = "real held-out defects" if r["variant"] == "real" else r["variant"]
+            lines.append(
+                f"| {name} | {r['claim']} | {descriptions.get(r['variant'], '')} | {_fmt(r['miou'])} | "
+                f"{_fmt(r['acc'])} | {_fmt(r['iou'])} | {_fmt(r['contrast'], '+.1f')} | "
+                f"{_fmt(r['texture_ratio'])} | {_fmt(r['contrast_gap'], '+.1f')} | {_fmt(r['texture_gap'], '+.2f')} | "
+                f"{_fmt(r['drift'])} |"
+            )
+        defects = [d for d in dict.fromkeys(r["defect"] for r in mine) if d != "all"]
+        lines += ["", "Per defect type (mIoU / IoU(defect) in %; contrast in grey levels; texture ratio; n probed):",
+                  "", "| defect | variant | mIoU | IoU(defect) | contrast | texture ratio | drift | n |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for defect in defects:
+            for r in (r for r in mine if r["defect"] == defect):
+                lines.append(f"| {defect} | {r['variant']} | {_fmt(r['miou'])} | {_fmt(r['iou'])} | "
+                             f"{_fmt(r['contrast'], '+.1f')} | {_fmt(r['texture_ratio'])} | {_fmt(r['drift'])} | "
+                             f"{r['n_probe']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _axis_top(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value`` (1 for nothing to show)."""
+    if not value > 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
+
+
+def bar_chart(rows: list[dict], path: str | Path, width: int = 900, height: int = 300) -> None:
+    """One panel per figure, groups = categories, bars = variants (``all`` rows): mIoU, IoU(defect), the
+    distances to the real defects (|contrast gap|, |texture gap|) and the background drift before the paste."""
+    panels = [("miou", "mIoU (%)"), ("iou", "IoU of the defect class (%)"),
+              ("contrast_gap", "|contrast gap| to the real defects (grey levels; lower is closer)"),
+              ("texture_gap", "|texture gap| to the real defects (log2 of the ratios; lower is closer)"),
+              ("drift", "background drift before the paste (grey levels, ring around the mask)")]
+    alls = [r for r in rows if r["defect"] == "all" and r["variant"] != "real"]
+    variants = list(dict.fromkeys(r["variant"] for r in alls))
+    categories = list(dict.fromkeys(r["category"] for r in alls))
+    index = {(r["variant"], r["category"]): r for r in alls}
+    image = PIL.Image.new("RGB", (width, height * len(panels) + 40), "white")
+    draw = PIL.ImageDraw.Draw(image)
+    font, small = _font(15), _font(12)
+    for p, (key, title) in enumerate(panels):
+        values = [abs(r[key]) for r in alls if not _nan(r[key])]
+        top_value = 100.0 if key in ("miou", "iou") else _axis_top(max(values + [0.0]))
+        top, left, right, bottom = p * height + 36, 60, width - 20, p * height + height - 34
+        draw.text((left, p * height + 10), title, fill="black", font=font)
+        for tick in np.linspace(0.0, top_value, 5):
+            y = bottom - (bottom - top) * tick / top_value
+            draw.line([(left, y), (right, y)], fill=(225, 225, 225))
+            draw.text((4, y - 7), f"{tick:.3g}", fill="black", font=small)
+        draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+        group_width = (right - left) / max(1, len(categories))
+        bar = group_width * 0.8 / max(1, len(variants))
+        for g, category in enumerate(categories):
+            x0 = left + g * group_width + group_width * 0.1
+            for v, variant in enumerate(variants):
+                value = index.get((variant, category), {}).get(key, NAN)
+                if _nan(value):
+                    continue
+                value = abs(value)
+                y = bottom - (bottom - top) * min(value, top_value) / top_value
+                x = x0 + v * bar
+                draw.rectangle([x, y, x + bar - 2, bottom], fill=PALETTE[v % len(PALETTE)])
+                draw.text((x, y - 14), f"{value:.3g}", fill="black", font=small)
+            draw.text((x0, bottom + 6), category, fill="black", font=small)
+    for v, variant in enumerate(variants):
+        x = 60 + v * 160
+        draw.rectangle([x, height * len(panels) + 12, x + 14, height * len(panels) + 26],
+                       fill=PALETTE[v % len(PALETTE)])
+        draw.text((x + 20, height * len(panels) + 12), variant, fill="black", font=small)
+    image.save(path)
+
+
+def save_tiles(tiles: dict[tuple[str, int], ProbeTile], folder: str | Path) -> None:
+    """The probe's crops of the figure's items as PNG files, so a resumed ablation can draw the figure."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for (defect, j), tile in tiles.items():
+        for kind in ("known", "painted", "sample", "mask"):
+            pixels = getattr(tile, kind)
+            PIL.Image.fromarray(pixels.astype(np.uint8) * 255 if kind == "mask" else pixels).save(
+                folder / f"{defect}-{j:03d}-{kind}.png")
+
+
+def load_tile(folder: str | Path, defect: str, j: int) -> ProbeTile | None:
+    paths = {kind: Path(folder) / f"{defect}-{j:03d}-{kind}.png" for kind in ("known", "painted", "sample", "mask")}
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    arrays = {kind: np.asarray(PIL.Image.open(p).convert("L" if kind == "mask" else "RGB"))
+              for kind, p in paths.items()}
+    arrays["mask"] = arrays["mask"] > 127
+    return ProbeTile(**arrays)
+
+
+def side_by_side(titles: list[str], rows: list[tuple[str, list[PIL.Image.Image | None]]], tile: int = 128,
+                 ) -> PIL.Image.Image:
+    """A grid: a title per column, a label over each row, every image resized to ``tile`` x ``tile`` (a
+    missing image leaves its cell blank)."""
+    header, label = 30, 16
+    grid = PIL.Image.new("RGB", (tile * len(titles), header + (tile + label) * len(rows)), "white")
+    draw = PIL.ImageDraw.Draw(grid)
+    small = _font(11)
+    for c, title in enumerate(titles):
+        for k, line in enumerate(title.split("\n")[:2]):
+            draw.text((c * tile + 3, 2 + 13 * k), line, fill="black", font=small)
+    for r, (name, images) in enumerate(rows):
+        y = header + r * (tile + label)
+        draw.text((3, y + 2), name, fill="black", font=small)
+        for c, image in enumerate(images):
+            if image is not None:
+                grid.paste(image.convert("RGB").resize((tile, tile), PIL.Image.NEAREST), (c * tile, y + label))
+    return grid
