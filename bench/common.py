@@ -7,6 +7,7 @@ load that comes and goes on a shared machine hits both alike.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -48,6 +49,20 @@ def machine() -> str:
     else:
         lines.append("GPU: none")
     return "\n".join(lines)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--threads``, which every sampling benchmark takes."""
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def apply_device_arguments(args: argparse.Namespace) -> None:
+    """Set the thread count and refuse ``--device cuda`` without a GPU."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no GPU is visible to torch.")
 
 
 def synchronize(device: torch.device | str) -> None:

@@ -22,7 +22,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.utils import logging as diffusers_logging
 from torch.utils.flop_counter import FlopCounterMode
 
-from .common import cases, crop_size, machine, timed
+from .common import add_device_arguments, apply_device_arguments, cases, crop_size, machine, timed
 from .sampling import default_pipeline, forward_call, pipeline_call
 
 PEER_STEPS = 50
@@ -124,15 +124,11 @@ def compare(device: torch.device, dtype: torch.dtype, peer_steps: int, repeats: 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_arguments(parser)
     parser.add_argument("--peer-steps", type=int, default=3, help="peer steps timed after one warm-up (median)")
     parser.add_argument("--repeats", type=int, default=5, help="SARD calls timed per input (median)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no GPU is visible to torch.")
+    apply_device_arguments(args)
     print(machine())
     results = {}
     if args.device != "cuda":

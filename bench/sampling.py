@@ -28,7 +28,18 @@ import torch
 import sard
 from sard import SARDDenoiser, SARDPipeline, SARDScheduler
 
-from .common import SIDE, Case, cases, crop_size, interleaved, machine, synchronize, timed
+from .common import (
+    SIDE,
+    Case,
+    add_device_arguments,
+    apply_device_arguments,
+    cases,
+    crop_size,
+    interleaved,
+    machine,
+    synchronize,
+    timed,
+)
 
 
 def default_pipeline() -> SARDPipeline:
@@ -149,17 +160,13 @@ def bench_compile(pipe, device, repeats: int) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_arguments(parser)
     parser.add_argument("--repeats", type=int, default=10, help="batch-1 calls timed (median)")
     parser.add_argument("--batch-repeats", type=int, default=3, help="calls timed per larger batch (median)")
     parser.add_argument("--checkpoint", default=sard.DEFAULT_CHECKPOINT, help="also time this trained pipeline")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (minutes on a CPU)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no GPU is visible to torch.")
+    apply_device_arguments(args)
     devices = [] if args.device == "cuda" else ["cpu"]
     if args.device != "cpu" and torch.cuda.is_available():
         devices.append("cuda")
