@@ -59,3 +59,17 @@ def test_bundled_model_paints_inside_the_mask_only(folder):
     # A trained model paints something: the mask's region changes visibly.
     changed = np.abs(after[mask].astype(int) - before[mask].astype(int)).mean()
     assert changed > 5
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use it from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    before = np.asarray(PIL.Image.open(EXAMPLES / "tile_crack.png"))
+    after = np.asarray(PIL.Image.open(tmp_path / "tile_with_crack.png"))
+    mask = decode_mask(EXAMPLES / "tile_crack_mask.png")
+    np.testing.assert_array_equal(after[~mask], before[~mask])
+    assert (after[mask] != before[mask]).any()
