@@ -307,7 +307,9 @@ def generate(
     before = display_copy(image, levels)
     shown_mask = np.asarray(PIL.Image.fromarray(mask).resize(before.size, PIL.Image.NEAREST))
     afters = [display_copy(result, levels) for result in results]
-    name = f"{stem}_{defect or 'defect'}"
+    # "Any type" of a one-type model is that type; with several, each variation draws its own.
+    types = pipe.defect_types
+    name = f"{stem}_{defect or (types[0] if len(types) == 1 else 'defect')}"
     pngs = {f"{name}_seed{seed + i}": result for i, result in enumerate(results)}
     pngs[f"{stem}_mask"] = PIL.Image.fromarray(mask.astype(np.uint8) * 255)
     return Generation(

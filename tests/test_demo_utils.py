@@ -226,6 +226,16 @@ def test_generate_variations_background_and_files(tmp_path):
     assert np.array_equal(np.asarray(PIL.Image.open(again.files[0])), first)
 
 
+def test_generated_files_name_the_defect_type(tmp_path):
+    image, mask = PIL.Image.new("L", (32, 24), 128), box_mask(24, 32)
+    # Any type: several types are not named; a model with one type names it.
+    out = demo_utils.generate(make_pipeline(), image, mask, None, seed=0, steps=T, stem="part", directory=tmp_path)
+    assert Path(out.files[0]).name == "part_defect_seed0.png"
+    single = make_pipeline(defect_types=("pitting",))
+    out = demo_utils.generate(single, image, mask, None, seed=0, steps=T, stem="part", directory=tmp_path)
+    assert Path(out.files[0]).name == "part_pitting_seed0.png"
+
+
 def test_lazy_pipeline_loads_once_on_first_use():
     calls = []
 
