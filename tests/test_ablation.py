@@ -366,3 +366,19 @@ def test_ablate_end_to_end_then_resume(data, tmp_path):
     argv[argv.index("--config") + 1] = str(_config(other, train={"max_steps": 3}))
     with pytest.raises(AblationError, match="other training settings \\(max_steps differ\\)"):
         ablate.main(argv)
+
+
+# --- the published results ----------------------------------------------------------------------------------------
+
+
+def test_readme_ablation_tables_are_the_committed_report():
+    """Every table row of the README's ablation results is a row of the report the command wrote, so the two
+    cannot drift apart when either is edited."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## What each part of SARD is worth")[1].split("\n## ")[0]
+    results = section.split("### Results")[1]
+    rows = [line for line in results.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    report = (REPO_ROOT / "docs" / "ablation" / "ablation_cpu.md").read_text().splitlines()
+    assert len(rows) >= 12  # both categories: header, five variants and the real defects
+    missing = [row for row in rows if row not in report]
+    assert not missing, f"README rows not in docs/ablation/ablation_cpu.md: {missing}"
