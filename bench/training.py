@@ -1,4 +1,5 @@
-"""Training speed and peak memory of the shipped configs: steps/s of ``train/train_sard.py`` itself.
+"""Training speed and peak memory of the shipped configs: steps/s of the training loop itself
+(``sard.training.trainer.train``, what ``train/train_sard.py`` runs).
 
     python -m bench.training [--configs cpu-demo mvtec-256] [--warmup 3] [--steps 20] [--data_root DIR --category C]
 
@@ -68,25 +69,25 @@ def child(config: str, data_root: str, category: str, output_dir: str, warmup: i
     """Runs in the measured process: train, then print one JSON line with the figures."""
     import time
 
-    sys.path.insert(0, str(REPO / "train"))
-    import train_sard
+    from sard.training import trainer
+    from sard.training.config import parse_args
 
     stamps: dict[int, float] = {}
-    step_generator = train_sard.step_generator
+    step_generator = trainer.step_generator
 
     def stamped(seed: int, step: int, process_index: int):  # called once at the start of every step
         stamps[step] = time.perf_counter()
         return step_generator(seed, step, process_index)
 
-    train_sard.step_generator = stamped
+    trainer.step_generator = stamped
     never = str(10**9)
     argv = ["--config", str(REPO / "train" / "configs" / f"{config}.yaml"), "--data_root", data_root,
             "--category", category, "--output_dir", output_dir, "--max_steps", str(warmup + steps + 1),
             "--checkpoint_every", never, "--sample_every", never, "--max_train_minutes", "0"]
     if threads:
         argv += ["--num_threads", str(threads)]
-    cfg = train_sard.parse_args(argv)
-    train_sard.main(cfg)
+    cfg = parse_args(argv)
+    trainer.train(cfg)
     seconds = stamps[warmup + steps + 1] - stamps[warmup + 1]
     figures = {
         "steps_per_s": steps / seconds,

@@ -23,6 +23,7 @@ from sard.datasets import read_dataset
 from sard.evaluation import ablation_report, probe
 from sard.evaluation.ablation import VARIANTS, AblationError, load_ablation_config, parse_variants
 from sard.training.config import load_config
+from sard.training.trainer import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "train" / "configs"
@@ -88,14 +89,13 @@ def _losses(folder: Path) -> dict:
 def test_training_switches_change_only_their_terms(data, tmp_path):
     """Step 1 of the three trained models, same seed and batch: the weights and the batch are the same, so
     every loss term that does not involve the switch is equal, and the switched term alone differs."""
-    train_sard = _script("train_sard")
     config = load_ablation_config(_config(tmp_path, train={"log_every": 1}))
     losses = {}
     for name in ("base", "no_mask_head", "lambda_rec_0"):
         run = config.training(VARIANTS[name], data.data_root, data.category, tmp_path / name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            train_sard.main(run)
+            train(run)
         losses[name] = _losses(tmp_path / name)
     base, rec0, global_only = losses["base"], losses["lambda_rec_0"], losses["no_mask_head"]
     # lambda_rec = 0: the discriminator block and every adversarial term are unchanged; the denoiser's loss

@@ -1,10 +1,9 @@
-"""train/train_sard.py end to end on a tiny MVTec-AD fixture: the run folder, loadable checkpoints, exact
-resumes, the time limit and a two-process (gloo) run."""
+"""Training end to end (train/train_sard.py and sard.training.trainer.train) on a tiny MVTec-AD fixture: the run
+folder, loadable checkpoints, exact resumes, the time limit and a two-process (gloo) run."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -26,8 +25,9 @@ from safetensors.torch import load_file
 from sard import SARDPipeline
 from sard.datasets import DatasetError
 from sard.training import checkpoints
-from sard.training.config import load_config, parse_args
+from sard.training.config import ConfigError, load_config, parse_args
 from sard.training.crops import CropBatches
+from sard.training.trainer import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "train" / "train_sard.py"
@@ -43,14 +43,6 @@ def data(tmp_path_factory):
     """Two defect types; scratch/000 (a training image of the protocol split) has an empty mask."""
     return make_dataset(tmp_path_factory.mktemp("data"), "mvtec", defects={"scratch": 6, "dent": 3},
                         problems=["empty_mask"])
-
-
-@pytest.fixture(scope="module")
-def train_sard():
-    spec = importlib.util.spec_from_file_location("train_sard", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _args(data, output_dir, *extra) -> list[str]:
@@ -160,15 +152,15 @@ def _same_state(a: Path, b: Path):
     assert info_a["ema"] == info_b["ema"] and info_a["step"] == info_b["step"]
 
 
-def test_resume_continues_bit_for_bit(data, tmp_path, train_sard, step_log):
+def test_resume_continues_bit_for_bit(data, tmp_path, step_log):
     """4 steps straight == 2 steps, then --resume latest to 4 (past damaged newer checkpoints), R1 included."""
     options = ["--r1_every", "2", "--checkpoint_every", "2", "--checkpoints_total_limit", "5"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train_sard.main(parse_args(_args(data, straight, "--max_steps", "4", *options)))
+    train(parse_args(_args(data, straight, "--max_steps", "4", *options)))
     assert step_log == [1, 2, 3, 4]
 
     step_log.clear()
-    train_sard.main(parse_args(_args(data, resumed, "--max_steps", "2", *options)))
+    train(parse_args(_args(data, resumed, "--max_steps", "2", *options)))
     assert step_log == [1, 2]
     # Damaged newer checkpoints that --resume latest must skip, and a save killed before its rename.
     good = resumed / "checkpoint-2"
@@ -183,7 +175,7 @@ def test_resume_continues_bit_for_bit(data, tmp_path, train_sard, step_log):
     step_log.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train_sard.main(parse_args(_args(data, resumed, "--max_steps", "4", "--resume", "latest", *options)))
+        train(parse_args(_args(data, resumed, "--max_steps", "4", "--resume", "latest", *options)))
     assert step_log == [3, 4]  # resumed from checkpoint-2, not retrained from scratch
     messages = [str(w.message) for w in caught if "empty mask" not in str(w.message)]
     unfinished = "trainer_state.json is missing (the save did not finish)."
@@ -209,17 +201,17 @@ def test_resume_continues_bit_for_bit(data, tmp_path, train_sard, step_log):
     assert without_wall_time(resumed_rows) == without_wall_time(straight_rows)
 
 
-def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, train_sard, step_log):
+def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, step_log):
     output_dir = tmp_path / "run"
     options = ["--max_steps", "3", "--checkpoint_every", "1000"]
-    train_sard.main(parse_args(_args(data, output_dir, *options, "--max_train_minutes", "1e-6")))
+    train(parse_args(_args(data, output_dir, *options, "--max_train_minutes", "1e-6")))
     assert step_log == [1]
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-1"]
     assert not (output_dir / "model_index.json").exists() and not (output_dir / "README.md").exists()
     assert SARDPipeline.from_pretrained(output_dir / "checkpoint-1").defect_types == ["dent", "scratch"]
 
     step_log.clear()
-    train_sard.main(parse_args(_args(data, output_dir, *options, "--resume", "latest")))
+    train(parse_args(_args(data, output_dir, *options, "--resume", "latest")))
     assert step_log == [2, 3]
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-3"]
     assert "| steps | 3 |" in (output_dir / "README.md").read_text()
@@ -279,22 +271,22 @@ def test_two_process_cpu_run(data, tmp_path):
     _assert_paints_only_inside_the_mask(output_dir / "checkpoint-2", data.train_good[0])
 
 
-def test_processes_that_accelerate_did_not_join_are_refused(data, tmp_path, train_sard, monkeypatch):
+def test_processes_that_accelerate_did_not_join_are_refused(data, tmp_path, monkeypatch):
     """torchrun (``accelerate launch --multi_gpu``) on a machine without GPUs and without ACCELERATE_USE_CPU: each
-    process would train alone into the same folder. The script stops first and says how to launch instead."""
+    process would train alone into the same folder. Training stops first and says how to launch instead."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     output_dir = tmp_path / "run"
-    with pytest.raises(SystemExit, match="ACCELERATE_USE_CPU=true"):
-        train_sard.main(parse_args(_args(data, output_dir)))
+    with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU=true"):
+        train(parse_args(_args(data, output_dir)))
     assert not output_dir.exists()
 
 
-def test_bad_data_stops_the_script_before_it_writes_anything(tmp_path, train_sard):
+def test_bad_data_stops_the_script_before_it_writes_anything(tmp_path):
     bad = make_dataset(tmp_path / "data", "mvtec", problems=["missing_mask", "mask_size"])
     output_dir = tmp_path / "run"
     with pytest.raises(DatasetError, match="2 problem") as error:
-        train_sard.main(parse_args(_args(bad, output_dir)))
+        train(parse_args(_args(bad, output_dir)))
     assert str(bad.problems["missing_mask"]) in str(error.value) and str(bad.problems["mask_size"]) in str(error.value)
     with pytest.raises(DatasetError, match="category 'bottle'.*--category"):
-        train_sard.main(parse_args(_args(bad, output_dir, "--category", "bottle")))
+        train(parse_args(_args(bad, output_dir, "--category", "bottle")))
     assert not output_dir.exists()

@@ -7,7 +7,7 @@
 For one category (the variants are described in ``sard/evaluation/ablation.py``):
 
 1. Models (``OUT/CAT/models/<model>/``): the base model and the training-time variants (``no_mask_head``,
-   ``lambda_rec_0``) are trained with train/train_sard.py's code, the same recipe, seed and budget, each with
+   ``lambda_rec_0``) are trained with train/train_sard.py's loop, the same recipe, seed and budget, each with
    one switch changed. ``--base_checkpoint`` uses a given model as the base instead (then say which budget it
    had: the comparison is fair only with the same one). The sampling-time variants (``background_noised``,
    ``unconstrained``) sample with the base model.
@@ -53,6 +53,7 @@ from sard.evaluation.config import EvalConfigError
 from sard.evaluation.report import read_csv
 from sard.previews import _outline
 from sard.training.config import ConfigError, TrainConfig
+from sard.training.trainer import train
 
 HERE = Path(__file__).resolve().parent
 
@@ -137,7 +138,7 @@ def config_differences(folder: Path, expected: TrainConfig) -> list[str] | None:
     return keys
 
 
-def train_model(train_sard, config: TrainConfig) -> Path:
+def train_model(config: TrainConfig) -> Path:
     """Train (or resume, or skip when finished) one model; returns its pipeline folder."""
     folder = Path(config.output_dir)
     differences = config_differences(folder, config)
@@ -147,8 +148,8 @@ def train_model(train_sard, config: TrainConfig) -> Path:
             "--output_dir, or delete that folder to train it again."
         )
     if (folder / "model_index.json").is_file() and (folder / "README.md").is_file():
-        return folder  # finished: train_sard writes the model card after the final pipeline
-    train_sard.main(config)
+        return folder  # finished: training writes the model card after the final pipeline
+    train(config)
     return folder
 
 
@@ -316,13 +317,13 @@ def main(argv=None) -> None:
     items = probe.probe_items(dataset, config.probe_per_defect)
     keep = [(i.defect, i.j) for i in items if i.j < config.figure_per_defect]
     timing = Timing(root / "timing.json")
-    train_sard, evaluate = load_script("train_sard"), load_script("evaluate")
+    evaluate = load_script("evaluate")
 
     for model in models:  # the base first; each variant right after its model, so results come in early
         if model == "base" and base_checkpoint is not None:
             checkpoint = base_checkpoint
         else:
-            checkpoint = timing.run(f"train {model}", train_model, train_sard, trainings[model])
+            checkpoint = timing.run(f"train {model}", train_model, trainings[model])
         pipe, digest = load_pipeline(checkpoint), weights_digest(checkpoint)
         if model == "base":
             timing.run("probe real", probe_real, pipe, items, config, root, keep)

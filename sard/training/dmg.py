@@ -1,0 +1,136 @@
+"""One training step of Discriminative Mask Guidance (DMG): the losses of both networks on a batch.
+
+EDM-style (``training/loss.py``): :class:`DMGLoss` holds the loss weights and the noise schedule, and each of
+its two losses is a call on the networks and a batch; the training loop never sees what is inside. The batch
+carries its own randomness (:meth:`DMGLoss.micro_batches`), so a step is a pure function of its batch, and
+the formulas are in :mod:`sard.training.losses` (docs/METHOD.md, "DMG").
+
+Notation: ``x0`` is the anomalous crop ``x_a`` in ``[-1, 1]``, ``mask`` is 1 where the defect is, ``t`` a
+level in ``1..T``, ``x_t`` / ``x_prev`` the noisy pair at levels ``t`` / ``t - 1``, ``x0_hat`` the denoiser's
+clean prediction. The background (mask 0) is kept clean in every pair, as the sampler keeps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import sampling
+from . import losses
+
+
+def real_pair(batch: dict, alphas_cumprod: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_{t-1}, x_t)`` by forward diffusion of ``x0``, with the background kept clean in both."""
+    x0, mask = batch["image"], batch["mask"]
+    x_prev, x_t = sampling.q_sample_pair(x0, batch["t"], alphas_cumprod, batch["noise"][0], batch["noise"][1])
+    return sampling.blend_known(x_prev, x0, mask), sampling.blend_known(x_t, x0, mask)
+
+
+def fake_prev(batch: dict, x0_hat: torch.Tensor, x_t: torch.Tensor, alphas_cumprod: torch.Tensor,
+              which: int) -> torch.Tensor:
+    """The generated ``x_{t-1}``: a posterior sample from ``x0_hat`` inside the mask, ``x0`` outside.
+    ``which`` picks the batch's posterior noise (0: the discriminator block, 1: the denoiser block)."""
+    noise = batch["posterior_noise"][which]
+    x_prev = sampling.posterior_sample(x0_hat, x_t, batch["t"], alphas_cumprod, noise=noise)
+    return sampling.blend_known(x_prev, batch["image"], batch["mask"])
+
+
+@dataclass
+class DMGLoss:
+    """The two losses of a DMG training step.
+
+    Args:
+        alphas_cumprod: `(T + 1,)` cumulative products of the noise schedule (``SARDScheduler.alphas_cumprod``),
+            on the device of the batches.
+        latent_dim: size of the denoiser's latent ``z``.
+        lambda_mask: weight of the mask-aware head's adversarial terms.
+        lambda_x0: weight of the mask-aware head's judgement of the clean prediction at level 0 (only with
+            ``mask_head``).
+        lambda_rec: weight of the masked L1 between ``x0_hat`` and ``x0``.
+        mask_head: whether the discriminator has its mask-aware head.
+        r1_gamma: weight of the R1 penalty on real pairs (0: none).
+        r1_every: lazy R1 (StyleGAN2): the penalty every ``r1_every`` steps, scaled up by as much.
+    """
+
+    alphas_cumprod: torch.Tensor
+    latent_dim: int
+    lambda_mask: float = 1.0
+    lambda_x0: float = 1.0
+    lambda_rec: float = 1.0
+    mask_head: bool = True
+    r1_gamma: float = 0.05
+    r1_every: int = 4
+
+    @classmethod
+    def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:
+        """The loss of a :class:`~sard.training.config.TrainConfig`."""
+        return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
+                   config.mask_head, config.r1_gamma, config.r1_every)
+
+    @property
+    def num_timesteps(self) -> int:
+        return len(self.alphas_cumprod) - 1
+
+    def r1_due(self, step: int) -> bool:
+        """Whether step ``step`` (from 1) adds the lazy R1 penalty."""
+        return self.r1_gamma > 0 and step % self.r1_every == 0
+
+    def micro_batches(self, batch: dict, micro: int, generator: torch.Generator, device) -> list[dict]:
+        """Cut a batch into ``micro`` gradient-accumulation micro-batches and draw each one's randomness: levels
+        ``t`` in ``1..T``, the forward noises of the real pair, latents ``z`` and posterior noises (one each for
+        the discriminator and the denoiser block)."""
+        micro_batches = []
+        for i in range(micro):
+            chunk = {k: v.chunk(micro)[i] for k, v in batch.items()}
+            n = chunk["image"].shape[0]
+            chunk["t"] = torch.randint(1, self.num_timesteps + 1, (n,), generator=generator)
+            chunk["noise"] = torch.randn(2, *chunk["image"].shape, generator=generator)
+            chunk["z"] = torch.randn(2, n, self.latent_dim, generator=generator)
+            chunk["posterior_noise"] = torch.randn(2, *chunk["image"].shape, generator=generator)
+            micro_batches.append({k: v.to(device) for k, v in chunk.items()})
+        return micro_batches
+
+    def discriminator_loss(self, discriminator, denoiser, batch: dict, r1: bool = False) -> dict[str, torch.Tensor]:
+        """The discriminator block: real pairs against fake pairs (the denoiser frozen), the mask-aware head's
+        level-0 judgement of ``x0_hat``, and R1 when ``r1``. Returns ``"loss"`` and its parts for logging."""
+        x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
+        x_prev, x_t = real_pair(batch, self.alphas_cumprod)
+        x_prev.requires_grad_(r1)
+        real = discriminator(x_prev, x_t, t, m, label)
+        with torch.no_grad():
+            x0_hat = denoiser(x_t, t, batch["z"][0], m, x0 * (1.0 - m), label)
+        fake = discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, 0), x_t, t, m, label)
+        parts = losses.discriminator_loss(real, fake, m, self.lambda_mask)
+        loss = parts["loss"]
+        if self.lambda_x0 > 0 and self.mask_head:
+            # The mask-aware head also judges clean predictions against the real defect (at level 0).
+            level0 = torch.zeros_like(t)
+            real0 = discriminator(x0, x_t, level0, m, label)[1]
+            fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), x_t, level0, m, label)[1]
+            parts["d_x0"] = losses.mask_head_loss(real0, m, True) + losses.mask_head_loss(fake0, m, False)
+            loss = loss + self.lambda_x0 * parts["d_x0"]
+        if r1:
+            logit_sum = real[0].sum() + (real[1].sum() if real[1] is not None else 0.0)
+            parts["r1"] = losses.r1_penalty(logit_sum, x_prev)
+            # Lazy regularisation: applied every r1_every steps, scaled up by as much (StyleGAN2).
+            loss = loss + self.r1_gamma / 2 * self.r1_every * parts["r1"]
+        parts["loss"] = loss
+        return parts
+
+    def denoiser_loss(self, discriminator, denoiser, batch: dict) -> dict[str, torch.Tensor]:
+        """The denoiser block: fool both heads, and stay close to the real defect inside the mask. Returns
+        ``"loss"`` and its parts for logging."""
+        x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
+        _, x_t = real_pair(batch, self.alphas_cumprod)
+        x0_hat = denoiser(x_t, t, batch["z"][1], m, x0 * (1.0 - m), label)
+        fake = discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, 1), x_t, t, m, label)
+        parts = losses.generator_adversarial_loss(fake, m, self.lambda_mask)
+        loss = parts["loss"]
+        if self.lambda_x0 > 0 and self.mask_head:
+            fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), x_t, torch.zeros_like(t), m, label)[1]
+            parts["g_x0"] = losses.mask_head_loss(fake0, m, True)
+            loss = loss + self.lambda_x0 * parts["g_x0"]
+        parts["rec"] = losses.reconstruction_loss(x0_hat, x0, m)
+        parts["loss"] = loss + self.lambda_rec * parts["rec"]
+        return parts
