@@ -12,11 +12,14 @@ import pytest
 from fixtures import make_dataset
 
 from sard.datasets import read_dataset
+from sard.synthesis import methods
 from sard.synthesis.cutpaste import cutpaste, cutpaste_patch, cutpaste_scar
 from sard.synthesis.draem import TEXTURE_AUGMENTATIONS, augment_texture, draem_anomaly
 from sard.synthesis.masks import Transform, warp_pair
-from sard.synthesis.methods import Item, build_synthesizer, texture_images
+from sard.synthesis.methods import Item, build_synthesizer, texture_images, texture_source
 from sard.synthesis.perlin import perlin_mask, rand_perlin_2d
+from sard.synthesis.textures import KINDS as TEXTURE_KINDS
+from sard.synthesis.textures import procedural_texture
 
 
 def _image(seed: int = 0, size=(40, 56)) -> np.ndarray:
@@ -180,7 +183,40 @@ def test_draem_textures_default_to_the_other_categories(two_categories, tmp_path
     PIL.Image.fromarray(_image()).save(tmp_path / "dtd" / "banded" / "x.jpg")
     assert texture_images(tmp_path / "dtd", dataset) == [tmp_path / "dtd" / "banded" / "x.jpg"]
     with pytest.raises(ValueError, match="--texture_dir"):
-        texture_images(tmp_path / "dtd" / "empty", dataset)
+        texture_source(tmp_path / "dtd" / "empty", dataset)
+    found, description = texture_source(None, dataset)
+    assert found == textures and "other categories" in description
+
+
+def test_procedural_textures_are_seeded_and_varied():
+    textures = [procedural_texture(np.random.default_rng(seed), size=64) for seed in range(24)]
+    assert {kind for _, kind in textures} == set(TEXTURE_KINDS)  # every family turns up
+    again, kind = procedural_texture(np.random.default_rng(3), size=64)
+    assert kind == textures[3][1] and np.array_equal(np.asarray(again), np.asarray(textures[3][0]))
+    arrays = [np.asarray(t) for t, _ in textures]
+    assert all(a.shape == (64, 64, 3) and a.dtype == np.uint8 and a.std() > 1.0 for a in arrays)
+    assert len({a.tobytes() for a in arrays}) == len(arrays)
+
+
+def test_draem_on_a_root_with_one_category_uses_procedural_textures(tmp_path):
+    data = make_dataset(tmp_path, "mvtec", category="alone", defects={"a": 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = read_dataset(data.data_root, "alone")
+    methods._warned.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = build_synthesizer("draem", dataset), build_synthesizer("draem", dataset)
+    assert len([w for w in caught if "procedural" in str(w.message)]) == 1  # warned once
+    assert first.texture_source.startswith("procedural") and not first.textures
+    results = first([Item("a", 0, k) for k in range(4)])
+    again = second([Item("a", 0, k) for k in range(4)])
+    for result, repeat in zip(results, again):
+        assert result.record["texture"].split(":")[0] == "procedural" and result.mask.any()
+        assert np.array_equal(np.asarray(result.image), np.asarray(repeat.image))
+        source = np.asarray(PIL.Image.open(result.record["source"]).convert("RGB"))
+        out = np.asarray(result.image)
+        assert np.array_equal(out[~result.mask], source[~result.mask])
 
 
 @pytest.mark.parametrize("method", ["cutpaste", "draem", "real"])

@@ -9,6 +9,7 @@ the same normal images.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from .cutpaste import cutpaste
 from .draem import draem_anomaly
 from .foreground import Foreground
 from .masks import MaskAugmentation, draw_mask, draw_transform, warp_pair
+from .textures import procedural_texture
 
 METHODS = ("sard", "cutpaste", "draem", "real")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -155,41 +157,70 @@ class CutPasteSynthesizer(Synthesizer):
         return Result(as_output(out, is_grayscale(source)), mask, self.record(item, source, **info))
 
 
+PROCEDURAL = "procedural"
+_warned: set[str] = set()  # data roots already warned about, once per process
+
+
 def texture_images(texture_dir: str | Path | None, dataset: DefectDataset) -> list[Path]:
     """DRAEM's foreign textures: the images under ``texture_dir`` (e.g. DTD), or else the normal training
-    images of every other category beside ``dataset`` under the same root."""
+    images of every other category beside ``dataset`` under the same root (maybe none)."""
     if texture_dir:
-        found = sorted(p for p in Path(texture_dir).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        where = str(texture_dir)
-    else:
-        siblings = sorted(p for p in dataset.root.parent.iterdir() if p.is_dir() and p != dataset.root)
-        found = [p for s in siblings for p in sorted((s / "train" / "good").glob("*"))
-                 if p.suffix.lower() in IMAGE_EXTENSIONS]
-        where = f"the other categories' train/good folders under {dataset.root.parent}"
-    if not found:
-        raise ValueError(
-            f"No texture images in {where}. DRAEM fills its masks with foreign textures: pass --texture_dir "
-            "with a folder of images (e.g. the Describable Textures Dataset)."
+        return sorted(p for p in Path(texture_dir).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    siblings = sorted(p for p in dataset.root.parent.iterdir() if p.is_dir() and p != dataset.root)
+    return [p for s in siblings for p in sorted((s / "train" / "good").glob("*"))
+            if p.suffix.lower() in IMAGE_EXTENSIONS]
+
+
+def texture_source(texture_dir: str | Path | None, dataset: DefectDataset) -> tuple[list[Path], str]:
+    """DRAEM's textures and a one-line description of where they come from, for the records.
+
+    ``texture_dir`` must hold images. Without it the other categories' normal images serve; a data root
+    with no other category falls back to :func:`sard.synthesis.textures.procedural_texture` (an empty
+    list here), with one warning per process and data root.
+
+    Raises:
+        ValueError: ``texture_dir`` holds no image.
+    """
+    found = texture_images(texture_dir, dataset)
+    if texture_dir:
+        if not found:
+            raise ValueError(f"No texture images in {texture_dir}: pass a folder of images (e.g. the Describable "
+                             "Textures Dataset) as --texture_dir, or leave it out.")
+        return found, f"{len(found)} images under {texture_dir}"
+    if found:
+        return found, f"the normal training images of the other categories under {dataset.root.parent} ({len(found)})"
+    where = str(dataset.root.parent)
+    if where not in _warned:
+        _warned.add(where)
+        warnings.warn(
+            f"DRAEM: no other category under {where} to take textures from and no --texture_dir; using procedural "
+            "textures (Perlin noise, blobs, stripes, grids) instead of DTD. The results record it.", stacklevel=2
         )
-    return found
+    return [], f"{PROCEDURAL} (no other category under {where} and no texture_dir)"
 
 
 class DraemSynthesizer(Synthesizer):
-    """DRAEM: a Perlin-noise mask filled with an augmented foreign texture (see :mod:`.draem`)."""
+    """DRAEM: a Perlin-noise mask filled with an augmented foreign texture (see :mod:`.draem`); the textures
+    of :func:`texture_source` (``self.texture_source`` says which)."""
 
     method = "draem"
 
     def __init__(self, dataset, seed=0, augmentation=None, foreground=True, texture_dir=None):
         super().__init__(dataset, seed, augmentation, foreground)
-        self.textures = texture_images(texture_dir, dataset)
+        self.textures, self.texture_source = texture_source(texture_dir, dataset)
 
     def one(self, item: Item) -> Result:
         rng = item.rng(self.seed)
         source = self.source(rng)
-        texture_path = self.textures[int(rng.integers(len(self.textures)))]
+        if self.textures:
+            texture_path = self.textures[int(rng.integers(len(self.textures)))]
+            texture, name = load_rgb(texture_path), str(texture_path)
+        else:
+            texture, kind = procedural_texture(rng)
+            name = f"{PROCEDURAL}:{kind}"
         rgb = np.asarray(load_rgb(source))
-        out, mask, info = draem_anomaly(rgb, load_rgb(texture_path), self._foreground(source), rng)
-        record = self.record(item, source, texture=str(texture_path), **info)
+        out, mask, info = draem_anomaly(rgb, texture, self._foreground(source), rng)
+        record = self.record(item, source, texture=name, **info)
         return Result(as_output(out, is_grayscale(source)), mask, record)
 
 

@@ -44,7 +44,8 @@ class SynthesisSettings:
         n_per_defect: pairs per defect type.
         seed: every item's randomness derives from (seed, defect type, k).
         checkpoint: the SARD pipeline (folder or hub id), for ``sard``.
-        texture_dir: DRAEM's textures (default: the other categories' normal images).
+        texture_dir: DRAEM's textures (default: the other categories' normal images, else procedural ones;
+            ``synthesis.json`` records which).
         foreground: keep masks on the product (estimated from the normal images).
         augmentation: how training masks are varied (``sard``, ``real``).
         batch_size: images per pipeline call (``sard``).
@@ -208,6 +209,8 @@ def synthesize_category(
         root.mkdir(parents=True, exist_ok=True)
         info = {"identity": settings.identity(), "n_per_defect": settings.n_per_defect,
                 "data_root": str(data_root), "category": dataset.name, "foreground": synthesizer.foreground.describe()}
+        if hasattr(synthesizer, "texture_source"):  # DRAEM: which textures filled the masks
+            info["textures"] = synthesizer.texture_source
         (root / SETTINGS).write_text(json.dumps(info, indent=2))
     state.wait_for_everyone()
 
