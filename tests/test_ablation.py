@@ -48,7 +48,7 @@ def data(tmp_path_factory):
 def _config(tmp_path: Path, train=None, **extra) -> Path:
     """An ablation config on debug.yaml with a tiny harness, one thread everywhere."""
     body = {"train_config": str(CONFIGS / "debug.yaml"), "train": {"max_steps": 1, "num_threads": 1, **(train or {})},
-            "eval_config": str(CONFIGS / "eval-cpu.yaml"),
+            "eval_config": str(CONFIGS / "eval-cpu-128.yaml"),
             "eval": {"n_per_defect": 1, "resolution": 32, "steps": 1, "batch_size": 2, "num_threads": 1},
             "probe_per_defect": 1, "ring_width": 2, "figure_per_defect": 1, **extra}
     path = tmp_path / "ablation.yaml"
@@ -322,7 +322,7 @@ def test_config_files(tmp_path):
     bad.write_text("train_config: debug.yaml\nprobes: 3\n")
     with pytest.raises(AblationError, match="unknown key.*probes.*missing eval_config"):
         load_ablation_config(bad)
-    bad.write_text("train_config: debug.yaml\neval_config: eval-cpu.yaml\neval: {background: noised}\n")
+    bad.write_text("train_config: debug.yaml\neval_config: eval-cpu-128.yaml\neval: {background: noised}\n")
     with pytest.raises(AblationError, match="eval sets background, which each variant sets for itself"):
         load_ablation_config(bad)
     with pytest.raises(AblationError, match="Unknown variant"):
@@ -350,8 +350,8 @@ def test_ablate_end_to_end_then_resume(data, tmp_path):
     # One row per defect type, columns: input, the two variants, the raw unconstrained crop, the real defect.
     assert PIL.Image.open(out / "figure-widget.png").size[0] == 5 * 128
     weights = out / "widget" / "models" / "base" / "denoiser" / "diffusion_pytorch_model.safetensors"
-    stamps = {p: p.stat().st_mtime_ns for p in (weights, out / "widget" / "eval" / "base" / "runs" / "widget" / "sard"
-                                                / "counts.json", out / "widget" / "probe" / "unconstrained.json")}
+    counts = out / "widget" / "eval" / "base" / "runs" / "widget" / "sard" / "seed-0" / "counts.json"
+    stamps = {p: p.stat().st_mtime_ns for p in (weights, counts, out / "widget" / "probe" / "unconstrained.json")}
     table = (out / "ablation.csv").read_text()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

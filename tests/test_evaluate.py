@@ -52,33 +52,86 @@ TINY = ["--resolution", "32", "--steps", "2", "--batch_size", "2", "--n_per_defe
         "--num_threads", "1", "--sard_batch_size", "4"]
 
 
-def _run(evaluate, data, checkpoint, out, methods="sard,cutpaste,draem,real", extra=()):
+def _run(evaluate, data, checkpoint, out, methods="none,real,sard,real+sard,cutpaste,draem,real+draem", extra=()):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         evaluate.main(["--data_root", str(data.data_root), "--category", data.category, "--methods", methods,
                        "--checkpoint", str(checkpoint), "--output_dir", str(out), *TINY, *extra])
 
 
+ROWS = ("none", "real", "sard", "real+sard", "cutpaste", "draem", "real+draem")
+STATS = ["iou", "iou_std", "miou", "miou_std", "macc", "macc_std", "aacc", "aacc_std"]
+
+
 def test_end_to_end_writes_the_report(evaluate, data, checkpoint, tmp_path):
     _run(evaluate, data, checkpoint, tmp_path)
     with open(tmp_path / "results.csv", newline="") as file:
         reader = csv.DictReader(file)
-        assert reader.fieldnames == ["method", "category", "defect", "iou", "miou", "acc"]
+        assert reader.fieldnames == ["method", "category", "defect", "seeds", *STATS]
         rows = list(reader)
     keys = [(r["method"], r["defect"]) for r in rows]
-    assert keys == [(m, d) for m in ("sard", "cutpaste", "draem", "real") for d in ("a", "b", "all")]
-    assert all(r["category"] == "widget" for r in rows)
+    assert keys == [(m, d) for m in ROWS for d in ("a", "b", "all")]
+    assert all(r["category"] == "widget" and r["seeds"] == "1" for r in rows)
     for row in rows:
-        for key in ("miou", "acc"):
+        for key in ("miou", "macc", "aacc"):
             assert 0.0 <= float(row[key]) <= 100.0
-    assert "| sard |" in (tmp_path / "results.md").read_text()
+        assert math.isnan(float(row["iou_std"]))  # one seed: no spread
+    text = (tmp_path / "results.md").read_text()
+    assert "| real+sard | 1 |" in text and "mAcc" in text and "not the papers' Acc" in text
+    assert "| widget | real − none |" in text and "one seed" in text
     assert PIL.Image.open(tmp_path / "results.png").size[0] > 100
     # The test set: the held-out 2/3 (a: 4 of 6 with the empty mask, b: 2 of 3) and test/good (3 images).
-    counts = json.loads((tmp_path / "runs" / "widget" / "cutpaste" / "counts.json").read_text())["counts"]
+    counts = json.loads((tmp_path / "runs" / "widget" / "cutpaste" / "seed-0" / "counts.json").read_text())["counts"]
     pixels = {d: sum(c.values()) for d, c in counts.items()}
     assert pixels == {"a": 4 * 32 * 32, "b": 2 * 32 * 32, "good": 3 * 32 * 32, "all": 9 * 32 * 32}
-    timing = json.loads((tmp_path / "runs" / "widget" / "sard" / "timing.json").read_text())
-    assert timing["training_images"] == 2 * 2 + 3  # the pairs and the normal images
+
+    def timing(row):
+        return json.loads((tmp_path / "runs" / "widget" / row / "seed-0" / "timing.json").read_text())
+
+    # The pairs (2 per defect type and method) and the 3 normal images; none: the normal images alone.
+    assert timing("sard")["training_images"] == 2 * 2 + 3
+    assert timing("none")["training_images"] == 3
+    assert timing("real+sard")["training_images"] == 2 * 2 * 2 + 3
+
+
+def test_union_rows_train_on_both_sets(evaluate, data, checkpoint, tmp_path):
+    """real+sard trains on the pairs of the real set and of the SARD set of the same seed, and nothing else."""
+    records = evaluate.training_records(
+        {m: tmp_path / m for m in ("real", "sard")}, "none", data.train_good)
+    assert records == [{"image": str(p), "mask": None} for p in data.train_good]
+    _run(evaluate, data, checkpoint, tmp_path / "out", methods="real,sard")
+    synthetic = tmp_path / "out" / "synthetic" / "seed-0"
+    sets = {m: synthetic / m / "widget" for m in ("real", "sard")}
+    records = evaluate.training_records(sets, "real+sard", data.train_good)
+    pairs = [r for r in records if r["mask"]]
+    assert [r["method"] for r in pairs] == ["real"] * 4 + ["sard"] * 4
+    assert all(Path(r["image"]).is_file() and Path(r["mask"]).is_file() for r in pairs)
+    assert len(records) == len(pairs) + len(data.train_good)
+
+
+def test_seeds_give_mean_and_spread_and_resume_per_seed(evaluate, data, checkpoint, tmp_path):
+    _run(evaluate, data, checkpoint, tmp_path, methods="real,cutpaste", extra=["--seeds", "0,1"])
+    seeds = read_csv(tmp_path / "results_seeds.csv")
+    assert {(r["method"], r["seed"]) for r in seeds} == {(m, s) for m in ("real", "cutpaste") for s in (0, 1)}
+    means = {(r["method"], r["defect"]): r for r in read_csv(tmp_path / "results.csv")}
+    for (method, defect), row in means.items():
+        values = [r["iou"] for r in seeds if r["method"] == method and r["defect"] == defect]
+        assert row["seeds"] == 2 and row["iou"] == pytest.approx(round(sum(values) / 2, 2))
+        assert row["iou_std"] == pytest.approx(round(abs(values[0] - values[1]) / math.sqrt(2), 2))
+    # Each seed has its own synthetic sets (another seed, other pairs) and its own runs.
+    one, two = (tmp_path / "synthetic" / f"seed-{s}" / "cutpaste" / "widget" / "test" / "a" / "0000.png"
+                for s in (0, 1))
+    assert not np.array_equal(np.asarray(PIL.Image.open(one)), np.asarray(PIL.Image.open(two)))
+    # Resumable per row and seed: adding seed 2 trains only seed 2.
+    done = tmp_path / "runs" / "widget" / "real" / "seed-1" / "counts.json"
+    stamp = done.stat().st_mtime_ns
+    _run(evaluate, data, checkpoint, tmp_path, methods="real,cutpaste", extra=["--seeds", "0,1,2"])
+    assert done.stat().st_mtime_ns == stamp
+    assert {r["seeds"] for r in read_csv(tmp_path / "results.csv")} == {3}
+    # A report for fewer seeds uses only those.
+    _run(evaluate, data, checkpoint, tmp_path, methods="real", extra=["--seeds", "1"])
+    assert {(r["method"], r["seeds"]) for r in read_csv(tmp_path / "results.csv")} == {("real", 1)}
+    assert done.stat().st_mtime_ns == stamp
 
 
 def test_same_seed_same_numbers_and_reruns_skip(evaluate, data, checkpoint, tmp_path):
@@ -86,17 +139,57 @@ def test_same_seed_same_numbers_and_reruns_skip(evaluate, data, checkpoint, tmp_
     _run(evaluate, data, checkpoint, tmp_path / "two", methods="real,cutpaste")
     one, two = read_csv(tmp_path / "one" / "results.csv"), read_csv(tmp_path / "two" / "results.csv")
     assert json.dumps(one) == json.dumps(two)
-    counts = tmp_path / "one" / "runs" / "widget" / "real" / "counts.json"
+    counts = tmp_path / "one" / "runs" / "widget" / "real" / "seed-0" / "counts.json"
     stamp = counts.stat().st_mtime_ns
     _run(evaluate, data, checkpoint, tmp_path / "one", methods="real,cutpaste")
     assert counts.stat().st_mtime_ns == stamp
 
 
+def test_crops_at_the_images_own_scale(evaluate, data, checkpoint, tmp_path):
+    """With crops, the segmenter trains on 32 px crops of the 40 x 48 images and is tested on whole images at
+    their own size (counts over 40 x 48 pixels each), or scaled to max_side on the longer side."""
+    crop = ["--crop", "32"]
+    _run(evaluate, data, checkpoint, tmp_path / "own", methods="real", extra=crop)
+    counts = json.loads((tmp_path / "own" / "runs" / "widget" / "real" / "seed-0" / "counts.json").read_text())
+    assert sum(counts["counts"]["all"].values()) == 9 * 40 * 48
+    assert counts["fingerprint"]["config"]["crop"] == 32
+    assert "32 px crops of the images at their own size" in (tmp_path / "own" / "results.md").read_text()
+    _run(evaluate, data, checkpoint, tmp_path / "scaled", methods="real", extra=[*crop, "--max_side", "36"])
+    counts = json.loads((tmp_path / "scaled" / "runs" / "widget" / "real" / "seed-0" / "counts.json").read_text())
+    assert sum(counts["counts"]["all"].values()) == 9 * 30 * 36  # 40 x 48 scaled by 36 / 48
+
+
+def test_a_data_root_with_one_category_runs_draem_on_procedural_textures(evaluate, checkpoint, tmp_path):
+    """No other category to take textures from and no --texture_dir: DRAEM falls back to procedural textures,
+    warns once, and the synthetic set, the run and the report record it."""
+    from sard.synthesis import methods as synthesis_methods
+
+    alone = make_dataset(tmp_path / "data", "mvtec", category="widget", defects={"a": 3}, n_good=2)
+    synthesis_methods._warned.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evaluate.main(["--data_root", str(alone.data_root), "--category", "widget", "--methods", "draem,real+draem",
+                       "--output_dir", str(tmp_path / "out"), "--seeds", "0,1", *TINY])
+    texture_warnings = [w for w in caught if "procedural" in str(w.message)]
+    assert len(texture_warnings) == 1
+    settings = json.loads((tmp_path / "out" / "synthetic" / "seed-1" / "draem" / "widget" / "synthesis.json")
+                          .read_text())
+    assert settings["textures"].startswith("procedural")
+    manifest = (tmp_path / "out" / "synthetic" / "seed-0" / "draem" / "widget" / "manifest.jsonl").read_text()
+    records = [json.loads(line) for line in manifest.splitlines() if '"draem"' in line]
+    assert records and all(r["texture"].startswith("procedural:") for r in records)
+    body = json.loads((tmp_path / "out" / "runs" / "widget" / "real+draem" / "seed-0" / "counts.json").read_text())
+    assert body["textures"]["draem"].startswith("procedural")
+    assert "DRAEM textures on widget: procedural" in (tmp_path / "out" / "results.md").read_text()
+
+
 def test_bad_arguments_fail_before_writing(evaluate, data, tmp_path):
     with pytest.raises(SystemExit, match="checkpoint"):
         _run(evaluate, data, "", tmp_path / "a", methods="sard")
-    with pytest.raises(SystemExit, match="unknown method"):
-        _run(evaluate, data, "", tmp_path / "b", methods="gan")
+    with pytest.raises(SystemExit, match="unknown row"):
+        _run(evaluate, data, "", tmp_path / "b", methods="real,gan")
+    with pytest.raises(EvalConfigError, match="seeds"):
+        _run(evaluate, data, "", tmp_path / "b", methods="real", extra=["--seeds", "0,x"])
     with pytest.raises(EvalConfigError, match="segmenter"):
         _run(evaluate, data, "", tmp_path / "c", methods="real", extra=["--segmenter", "resnet"])
     assert not any((tmp_path / name).exists() for name in "abc")
@@ -107,7 +200,7 @@ def test_checkpoint_per_category(evaluate):
     assert evaluate.checkpoints_by_category("a=x,b=y", ["a", "b", "c"]) == {"a": "x", "b": "y", "c": ""}
 
 
-@pytest.mark.parametrize("name", ["eval-cpu.yaml", "eval-gpu-256.yaml"])
+@pytest.mark.parametrize("name", ["eval-cpu.yaml", "eval-cpu-128.yaml", "eval-gpu-256.yaml"])
 def test_shipped_configs_load(name):
     config = load_config(CONFIGS / name)
     assert config.resolution in (128, 256)
@@ -158,16 +251,18 @@ def _rows():
     for method, base in (("sard", 60.0), ("draem", 50.0)):
         for category, shift in (("tile", 0.0), ("screw", 10.0)):
             for defect in ("crack", "all"):
-                rows.append({"method": method, "category": category, "defect": defect, "iou": base - 40 + shift,
-                             "miou": base + shift, "acc": 90.0 + shift / 10})
+                rows.append({"method": method, "category": category, "defect": defect, "seeds": 3,
+                             "iou": base - 40 + shift, "iou_std": 1.0, "miou": base + shift, "miou_std": 0.5,
+                             "macc": base + 20 + shift, "macc_std": 2.0, "aacc": 90.0 + shift / 10, "aacc_std": 0.1})
     return rows
 
 
 def test_report_table_averages_the_categories(tmp_path):
     table = markdown_table(_rows())
     assert "| method | tile | screw | average |" in table
-    assert "| sard | 60.00 / 90.00 / 20.00 | 70.00 / 91.00 / 30.00 | 65.00 / 90.50 / 25.00 |" in table
-    assert "| tile | crack | 60.00 / 90.00 / 20.00 | 50.00 / 90.00 / 10.00 |" in table
+    assert "| sard | 60.00 / 80.00 / 20.00 | 70.00 / 90.00 / 30.00 | 65.00 / 85.00 / 25.00 |" in table
+    assert "| tile | crack | 60.00 / 80.00 / 20.00 | 50.00 / 70.00 / 10.00 |" in table
+    assert "| sard | 3 | **20.00 ± 1.00** | **60.00 ± 0.50** | **80.00 ± 2.00** | **90.00 ± 0.10** |" in table
     write_csv(_rows(), tmp_path / "r.csv")
     assert read_csv(tmp_path / "r.csv") == _rows()
     nan_row = [{**_rows()[0], "iou": math.nan}]
@@ -175,6 +270,6 @@ def test_report_table_averages_the_categories(tmp_path):
 
 
 def test_bar_chart_draws_one_panel_per_metric(tmp_path):
-    bar_chart(_rows(), tmp_path / "chart.png", metrics=("miou", "iou", "acc"), size=(300, 200))
+    bar_chart(_rows(), tmp_path / "chart.png", metrics=("miou", "iou", "macc"), size=(300, 200))
     image = np.asarray(PIL.Image.open(tmp_path / "chart.png"))
     assert image.shape == (600, 300, 3) and (image != 255).any()

@@ -176,7 +176,9 @@ def downstream_of(folder: Path, category: str) -> dict:
     path = folder / "results.csv"
     if not path.is_file():
         return {}
-    return {r["defect"]: r for r in read_csv(path) if r["method"] == "sard" and r["category"] == category}
+    # The ablation's accuracy column is the overall pixel accuracy (the benchmark's aAcc), as when it was run.
+    return {r["defect"]: {"miou": r["miou"], "acc": r["aacc"], "iou": r["iou"]}
+            for r in read_csv(path) if r["method"] == "sard" and r["category"] == category}
 
 
 def load_pipeline(checkpoint: Path) -> SARDPipeline:

@@ -1,24 +1,28 @@
-"""What is a synthetic data set worth? Train the same segmenter on each method's set, test on real defects.
+"""What is a synthetic data set worth? Train the same segmenter on each row's data, test on real defects.
 
-    python train/evaluate.py --data_root ROOT --category CAT --methods sard,cutpaste,draem,real \
-        --checkpoint CKPT --output_dir OUT [--config CONFIG] [--key value ...]
+    python train/evaluate.py --data_root ROOT --category CAT [--methods none,real,sard,real+sard,...] \
+        --checkpoint CKPT --output_dir OUT [--seeds 0,1,2] [--config CONFIG] [--key value ...]
 
-For each category (``--category`` takes a comma-separated list) and method: synthesise
-``n_per_defect`` pairs per defect type (``OUT/synthetic/<method>/<category>/``, resumable), train the
-segmenter of the config on them plus the normal images (same seed and budget for every method), and
-test it on the held-out two thirds of the real anomalies and ``test/good``. Writes ``OUT/results.csv``
-(columns method,category,defect,iou,miou,acc, in percent), ``OUT/results.md`` and ``OUT/results.png``.
-Finished (category, method) runs are kept in ``OUT/runs/`` and skipped when rerun with the same config,
-so categories evaluated by separate commands into the same OUT share one table. ``--checkpoint`` is one
-SARD pipeline, or one per category: ``magnetic_tile=PATH,ball_screw=PATH``. Every key of the config can be
-overridden as ``--key value``. With ``accelerate launch``, synthesis is shared among the processes and
-the methods are dealt out to them for training (on CPUs: ``ACCELERATE_USE_CPU=true accelerate launch
---multi_gpu --num_processes 2``, the way train/configs/eval-cpu.yaml fits 30 minutes on 2 cores).
+A row (``--methods``, see :mod:`sard.evaluation.rows`) is ``none`` (normal images only), a synthesis method
+(``sard``, ``cutpaste``, ``draem``, ``real``) or a union (``real+sard``). For each category and seed:
+synthesise ``n_per_defect`` pairs per defect type with each method the rows need
+(``OUT/synthetic/seed-S/<method>/<category>/``, resumable), train the config's segmenter on each row's pairs
+plus the normal images (same seed and budget for every row), and test it on the held-out two thirds of the
+real anomalies and ``test/good``. Each seed redoes the synthesis and the segmenter; the report gives the mean
+and spread over the seeds and marks the differences the seeds cannot tell apart. Writes ``OUT/results.csv``
+(means and spreads), ``OUT/results_seeds.csv`` (every seed), ``OUT/results.md`` and ``OUT/results.png``.
+Finished (category, row, seed) runs are kept in ``OUT/runs/<category>/<row>/seed-S/`` and skipped when rerun
+with the same config, so a run can be stopped and resumed, and categories evaluated by separate commands into
+the same OUT share one table. ``--checkpoint`` is one SARD pipeline, or one per category:
+``magnetic_tile=PATH,ball_screw=PATH``. Every key of the config can be overridden as ``--key value``. With
+``accelerate launch``, synthesis is shared among the processes and the (row, seed) trainings are dealt out to
+them (on CPUs: ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -29,11 +33,12 @@ import yaml
 from tqdm.auto import tqdm
 
 from sard.datasets import DatasetError, read_dataset
-from sard.evaluation import harness, report
+from sard.evaluation import aggregate, harness, report
 from sard.evaluation.config import CONFIG_FIELDS, EvalConfig, EvalConfigError, load_config, parse_value
 from sard.evaluation.metrics import Confusion
-from sard.synthesis import METHODS, SynthesisSettings, synthesize_category
-from sard.synthesis.writer import process_state, read_manifest
+from sard.evaluation.rows import DEFAULT_ROWS, components, parse_rows, synthesis_methods
+from sard.synthesis import SynthesisSettings, synthesize_category
+from sard.synthesis.writer import SETTINGS, process_state, read_manifest
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, EvalConfig]:
@@ -41,7 +46,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, EvalConfig]:
                                      epilog="Every key of the config can be overridden as --key value.")
     parser.add_argument("--data_root", required=True)
     parser.add_argument("--category", required=True, help="a category, or several separated by commas")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(DEFAULT_ROWS),
+                        help="the rows, comma-separated: none, sard, cutpaste, draem, real, or a union such as "
+                        "real+sard (default: %(default)s)")
+    parser.add_argument("--seeds", default="", help="comma-separated seeds, each a whole comparison (default: the "
+                        "config's seed)")
     parser.add_argument("--checkpoint", default="", help="SARD pipeline (for sard), or CAT=PATH,CAT=PATH")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--config", help="YAML file (train/configs/eval-*.yaml)")
@@ -49,6 +58,10 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, EvalConfig]:
     for name in CONFIG_FIELDS:
         parser.add_argument(f"--{name}", default=None, metavar="V", help=f"(default: {getattr(defaults, name)})")
     args = parser.parse_args(argv)
+    try:
+        args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else []
+    except ValueError:
+        raise EvalConfigError(f"--seeds: cannot read {args.seeds!r} as comma-separated integers") from None
     overrides = {n: parse_value(n, getattr(args, n)) for n in CONFIG_FIELDS if getattr(args, n) is not None}
     return args, load_config(args.config, overrides)
 
@@ -60,18 +73,84 @@ def checkpoints_by_category(value: str, categories: list[str]) -> dict[str, str]
     return {c: pairs.get(c, "") for c in categories}
 
 
+def synthesis_settings(config: EvalConfig, method: str, seed: int, checkpoint: str) -> SynthesisSettings:
+    return SynthesisSettings(
+        method=method, n_per_defect=config.n_per_defect, seed=seed,
+        checkpoint=checkpoint if method == "sard" else None,
+        texture_dir=(config.texture_dir or None) if method == "draem" else None,
+        foreground=config.foreground, augmentation=config.augmentation(), batch_size=config.sard_batch_size,
+        num_inference_steps=config.num_inference_steps or None,
+        background=config.background if method == "sard" else "clean",
+        region_constraint=config.region_constraint or method != "sard",
+    )
+
+
+def training_records(synthetic: dict[str, Path], row: str, train_good: list[Path]) -> list[dict]:
+    """The row's pairs (each of its methods' manifests, in order) and then the category's normal images."""
+    records = [r for method in components(row) for r in read_manifest(synthetic[method]) if r["mask"] is not None]
+    return records + [{"image": str(path), "mask": None} for path in train_good]
+
+
+def run_config(config: EvalConfig, seed: int) -> EvalConfig:
+    return dataclasses.replace(config, seed=seed)
+
+
+def collect(output_dir: Path, categories: list[str], rows: list[str], seeds: list[int], config: EvalConfig):
+    """Per-seed metric rows of every finished (category, row, seed) under ``OUT/runs`` made with this config,
+    and per category the texture sources the DRAEM sets recorded."""
+    per_seed, textures = [], {}
+    runs = output_dir / "runs"
+    found = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    for category in categories + [c for c in found if c not in categories]:
+        for row in rows:
+            for seed in seeds:
+                path = runs / category / row / f"seed-{seed}" / "counts.json"
+                if not path.is_file():
+                    continue
+                body = json.loads(path.read_text())
+                if body["fingerprint"]["config"] != json.loads(json.dumps(run_config(config, seed).identity())):
+                    continue
+                counts = {k: Confusion(**v) for k, v in body["counts"].items()}
+                per_seed += [{**r, "seed": seed} for r in harness.metric_rows(row, category, counts)]
+                for method, source in body.get("textures", {}).items():
+                    textures.setdefault(category, {}).setdefault(source, set()).add(method)
+    return per_seed, textures
+
+
+def describe(config: EvalConfig, seeds: list[int], textures: dict) -> str:
+    weights = f"`{config.pretrained}`" if config.pretrained else "scratch"
+    net = config.segmenter + (f" (width {config.unet_width})" if config.segmenter == "unet" else "")
+    if config.crop:
+        scale = f"at most {config.max_side} px on the longer side" if config.max_side else "their own size"
+        view = (f"{config.crop} px crops of the images at {scale} ({round(100 * config.defect_crop)} % of the pairs' "
+                "crops around a defect), tested on whole images at that scale")
+    else:
+        view = f"whole images at {config.resolution} x {config.resolution} px"
+    loss = config.loss + (f", defect weight {config.defect_weight:g}" if config.defect_weight != 1.0 else "")
+    note = (f"Segmenter: {net} from {weights}, {view}; {config.steps} steps of {config.batch_size}, loss {loss}; "
+            f"{config.n_per_defect} pairs per defect type and method plus the normal images; seeds "
+            f"{', '.join(map(str, seeds))} (each seed: synthesis and segmenter).")
+    for category, sources in textures.items():
+        for source in sorted(sources):
+            note += f" DRAEM textures on {category}: {source}."
+    return note
+
+
 def main(argv=None) -> None:
     started, started_cpu = time.perf_counter(), time.process_time()
     args, config = parse_args(argv)
     categories = [c for c in args.category.split(",") if c]
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise SystemExit(f"error: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}.")
+    try:
+        rows = parse_rows(args.methods)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    methods = synthesis_methods(rows)
+    seeds = args.seeds or [config.seed]
     checkpoints = checkpoints_by_category(args.checkpoint, categories)
     missing = [c for c in categories if "sard" in methods and not checkpoints[c]]
     if missing:
-        raise SystemExit(f"error: the sard method needs --checkpoint for {', '.join(missing)} (or CAT=PATH,...).")
+        raise SystemExit(f"error: the sard rows need --checkpoint for {', '.join(missing)} (or CAT=PATH,...), or "
+                         "leave them out of --methods on categories without a SARD model.")
     state = process_state()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -88,40 +167,41 @@ def main(argv=None) -> None:
             dataset = read_dataset(args.data_root, category, config.data_format)
         except DatasetError as error:
             raise SystemExit(f"error: {error}") from None
-        # 1. Synthesis, shared among the processes; resumable.
-        synthetic, timings = {}, {}
-        for method in methods:
-            settings = SynthesisSettings(
-                method=method, n_per_defect=config.n_per_defect, seed=config.seed,
-                checkpoint=checkpoints[category] if method == "sard" else None,
-                texture_dir=(config.texture_dir or None) if method == "draem" else None,
-                foreground=config.foreground, augmentation=config.augmentation(), batch_size=config.sard_batch_size,
-                num_inference_steps=config.num_inference_steps or None,
-                background=config.background if method == "sard" else "clean",
-                region_constraint=config.region_constraint or method != "sard",
-            )
-            start, cpu = time.perf_counter(), time.process_time()
-            try:
-                synthetic[method] = synthesize_category(args.data_root, category, output_dir / "synthetic" / method,
-                                                        settings, config.data_format, state=state)
-            except (ValueError, FileNotFoundError) as error:
-                raise SystemExit(f"error: {method} on {category}: {error}") from None
-            timings[method] = {"synthesis_seconds": round(time.perf_counter() - start, 1),
-                               "synthesis_cpu_seconds": round(time.process_time() - cpu, 1), "settings": settings}
+        # 1. Synthesis per seed and method, shared among the processes; resumable.
+        synthetic, timings, textures = {}, {}, {}
+        for seed in seeds:
+            for method in methods:
+                settings = synthesis_settings(config, method, seed, checkpoints[category])
+                start, cpu = time.perf_counter(), time.process_time()
+                try:
+                    root = synthesize_category(args.data_root, category, output_dir / "synthetic" / f"seed-{seed}"
+                                               / method, settings, config.data_format, state=state)
+                except (ValueError, FileNotFoundError) as error:
+                    raise SystemExit(f"error: {method} on {category}: {error}") from None
+                synthetic[seed, method] = root
+                timings[seed, method] = {"synthesis_seconds": round(time.perf_counter() - start, 1),
+                                         "synthesis_cpu_seconds": round(time.process_time() - cpu, 1),
+                                         "settings": settings}
+                if method == "draem":
+                    textures[seed] = json.loads((root / SETTINGS).read_text()).get("textures", "")
 
-        # 2. One segmenter per method (methods dealt out to the processes), tested on the held-out set.
+        # 2. One segmenter per (row, seed), dealt out to the processes, tested on the held-out set.
         items = harness.test_items(dataset)
-        mine = methods[state.process_index :: state.num_processes]
-        test = harness.HeldOutSet.load(items, config.resolution) if mine else None
-        for method in mine:
-            run_dir = output_dir / "runs" / category / method
-            settings = timings[method]["settings"]
-            fingerprint = {"config": config.identity(), "synthesis": settings.identity(), "category": category}
+        units = [(seed, row) for seed in seeds for row in rows]
+        mine = units[state.process_index :: state.num_processes]
+        test = harness.HeldOutSet.load(items, config) if mine else None
+        for seed, row in mine:
+            run_dir = output_dir / "runs" / category / row / f"seed-{seed}"
+            seeded = run_config(config, seed)
+            parts = components(row)
+            fingerprint = {"config": seeded.identity(), "category": category,
+                           "synthesis": {m: timings[seed, m]["settings"].identity() for m in parts}}
             if harness.load_counts(run_dir / "counts.json", fingerprint) is not None:
                 continue
             start, cpu = time.perf_counter(), time.process_time()
-            data = harness.TrainingSet.from_manifest(read_manifest(synthetic[method]), config.resolution)
-            bar = tqdm(total=config.steps, desc=f"train {method} on {category}", dynamic_ncols=True,
+            records = training_records({m: synthetic[seed, m] for m in parts}, row, dataset.train_good)
+            data = harness.TrainingSet.from_records(records, seeded)
+            bar = tqdm(total=config.steps, desc=f"train {row} on {category}, seed {seed}", dynamic_ncols=True,
                        disable=not state.is_local_main_process and state.num_processes > 1)
 
             def progress(step, loss, bar=bar):
@@ -129,13 +209,14 @@ def main(argv=None) -> None:
                 if step % 20 == 0:
                     bar.set_postfix(loss=f"{loss:.3f}")
 
-            model = harness.train_segmenter(config, data, state.device, progress)
+            model = harness.train_segmenter(seeded, data, state.device, progress)
             bar.close()
             trained, trained_cpu = time.perf_counter(), time.process_time()
             counts = harness.evaluate_segmenter(model, test, config.eval_batch_size, state.device)
-            harness.save_counts(run_dir / "counts.json", counts, fingerprint)
+            extra = {"textures": {"draem": textures[seed]}} if "draem" in parts else {}
+            harness.save_counts(run_dir / "counts.json", counts, fingerprint, **extra)
             # Wall and CPU seconds (CPU: all threads of this process, so a busy machine does not inflate it).
-            seconds = {**{k: v for k, v in timings[method].items() if k != "settings"},
+            seconds = {**{f"{m} {k}": v for m in parts for k, v in timings[seed, m].items() if k != "settings"},
                        "training_seconds": round(trained - start, 1),
                        "training_cpu_seconds": round(trained_cpu - cpu, 1),
                        "test_seconds": round(time.perf_counter() - trained, 1),
@@ -145,25 +226,11 @@ def main(argv=None) -> None:
             (run_dir / "timing.json").write_text(json.dumps(seconds, indent=2))
         state.wait_for_everyone()
 
-    # 3. The report: every (category, method) in OUT/runs evaluated with this config.
+    # 3. The report: every (category, row, seed) in OUT/runs evaluated with this config.
     if state.is_main_process:
-        rows = []
-        found = sorted(p.name for p in (output_dir / "runs").iterdir() if p.is_dir())
-        for category in categories + [c for c in found if c not in categories]:
-            for method in methods:
-                path = output_dir / "runs" / category / method / "counts.json"
-                if not path.is_file():
-                    continue
-                body = json.loads(path.read_text())
-                if body["fingerprint"]["config"] != json.loads(json.dumps(config.identity())):
-                    continue
-                counts = {k: Confusion(**v) for k, v in body["counts"].items()}
-                rows += harness.metric_rows(method, category, counts)
-        weights = f"`{config.pretrained}`" if config.pretrained else "scratch"
-        note = (f"Segmenter: {config.segmenter} from {weights}, {config.resolution} px, {config.steps} steps of "
-                f"{config.batch_size}, seed {config.seed}; {config.n_per_defect} synthetic pairs per defect type "
-                "plus the normal images.")
-        paths = report.write_report(rows, output_dir, note)
+        per_seed, textures = collect(output_dir, categories, rows, seeds, config)
+        paths = report.write_report(aggregate.aggregate(per_seed), output_dir, describe(config, seeds, textures),
+                                    per_seed)
         print(paths["md"].read_text())
         total = {"wall_seconds": round(time.perf_counter() - started, 1),
                  "cpu_seconds": round(time.process_time() - started_cpu, 1), "threads": torch.get_num_threads()}

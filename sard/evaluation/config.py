@@ -25,8 +25,11 @@ class EvalConfig:
 
     Synthesis: ``n_per_defect`` pairs per defect type and method, plus the normal images.
     Segmenter: trained from scratch (or from ``pretrained``, a local file) for ``steps`` steps of
-    ``batch_size`` images at ``resolution`` x ``resolution``, with the same seed for every method; each
-    image of a batch is a synthetic pair with probability ``anomaly_fraction``, else a normal image.
+    ``batch_size`` images, with the same seed for every method; each image of a batch is a synthetic pair
+    with probability ``anomaly_fraction``, else a normal image. Images are seen whole at ``resolution`` x
+    ``resolution`` (``crop: 0``, the papers' protocol), or at their own scale (at most ``max_side`` on the
+    longer side when set) as ``crop`` x ``crop`` crops for training, a share ``defect_crop`` of the pairs'
+    crops around a defect, and whole for testing (see :mod:`.harness`).
     """
 
     # Synthesis
@@ -47,13 +50,18 @@ class EvalConfig:
     # Segmenter
     segmenter: str = "segformer"  # segformer | unet
     pretrained: str = ""  # a local .safetensors file (e.g. MiT-B0 ImageNet weights); empty: from scratch
-    resolution: int = 128
+    resolution: int = 128  # whole-image mode (crop: 0): every image resized to resolution x resolution
+    crop: int = 0  # > 0: train on crop x crop crops at the images' own scale, test on whole images at that scale
+    max_side: int = 0  # with crops: images scaled down to this longer side first (0: their own size)
+    defect_crop: float = 0.5  # with crops: the share of a pair's crops placed around one of its defect pixels
+    unet_width: int = 16  # unet: channels of its first level (then x2, x4, x8)
     steps: int = 600
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of the steps with a linear warm-up, then polynomial decay (power 1)
     loss: str = "ce+dice"
+    defect_weight: float = 1.0  # the defect class's weight in the cross-entropy (class-balanced loss)
     anomaly_fraction: float = 0.5
     hflip: bool = True
     vflip: bool = True
@@ -64,6 +72,12 @@ class EvalConfig:
         return MaskAugmentation(rotate90=self.rotate90, max_rotation=self.max_rotation,
                                 scale_jitter=self.scale_jitter, shift=self.shift)
 
+    def segmenter_kwargs(self) -> dict:
+        if self.segmenter == "unet" and self.unet_width != 16:
+            w = self.unet_width
+            return {"channels": (w, 2 * w, 4 * w, 8 * w)}
+        return {}
+
     def validate(self) -> None:
         errors = []
         for name in ("n_per_defect", "steps", "batch_size", "eval_batch_size", "sard_batch_size"):
@@ -73,6 +87,16 @@ class EvalConfig:
             errors.append(f"segmenter must be one of {', '.join(SEGMENTERS)}, got {self.segmenter!r}")
         if self.resolution < 32 or self.resolution % 32:
             errors.append(f"resolution must be a multiple of 32 (at least 32), got {self.resolution}")
+        if self.crop and (self.crop < 32 or self.crop % 32):
+            errors.append(f"crop must be 0 or a multiple of 32 (at least 32), got {self.crop}")
+        if self.max_side < 0 or (self.max_side and self.max_side < self.crop):
+            errors.append(f"max_side must be 0 or at least the crop ({self.crop}), got {self.max_side}")
+        if not 0.0 <= self.defect_crop <= 1.0:
+            errors.append(f"defect_crop must be in [0, 1], got {self.defect_crop}")
+        if self.defect_weight <= 0.0:
+            errors.append(f"defect_weight must be positive, got {self.defect_weight}")
+        if self.unet_width < 1:
+            errors.append(f"unet_width must be at least 1, got {self.unet_width}")
         if self.background not in ("clean", "noised"):
             errors.append(f"background must be clean or noised, got {self.background!r}")
         if self.loss not in LOSSES:
@@ -98,8 +122,9 @@ class EvalConfig:
         values = self.to_dict()
         for key in ("num_threads", "eval_batch_size", "sard_batch_size"):
             values.pop(key)
-        # The sampling ablations only count when used: runs finished before they existed stay valid.
-        for key, default in (("background", "clean"), ("region_constraint", True)):
+        # Keys added later only count when used: runs finished before they existed stay valid.
+        for key, default in (("background", "clean"), ("region_constraint", True), ("crop", 0), ("max_side", 0),
+                             ("defect_crop", 0.5), ("unet_width", 16), ("defect_weight", 1.0)):
             if values[key] == default:
                 values.pop(key)
         return values

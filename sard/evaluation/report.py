@@ -10,21 +10,35 @@ import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
 
-COLUMNS = ("method", "category", "defect", "iou", "miou", "acc")
+from .aggregate import comparisons, not_separable_from_best
+from .harness import METRICS
+
+COLUMNS = ("method", "category", "defect", "seeds", *(k for m in METRICS for k in (m, f"{m}_std")))
+SEED_COLUMNS = ("method", "category", "defect", "seed", *METRICS)
+NAMES = {"iou": "IoU(defect)", "miou": "mIoU", "macc": "mAcc", "aacc": "aAcc"}
 # Colour-blind-safe (Okabe-Ito), one per method in order of appearance.
-PALETTE = [(0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (213, 94, 0)]
+PALETTE = [(0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (213, 94, 0),
+           (240, 228, 66), (0, 0, 0)]
 
 
-def write_csv(rows: list[dict], path: str | Path) -> None:
+def write_csv(rows: list[dict], path: str | Path, columns=COLUMNS) -> None:
     with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
-        writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
+        writer.writerows({k: row[k] for k in columns} for row in rows)
 
 
 def read_csv(path: str | Path) -> list[dict]:
+    """Rows of ``results.csv`` (or ``results_seeds.csv``): metrics as floats, ``seeds`` and ``seed`` as ints."""
     with open(path, newline="") as file:
-        return [{**row, **{k: float(row[k]) for k in ("iou", "miou", "acc")}} for row in csv.DictReader(file)]
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        for key in row:
+            if key in ("seeds", "seed"):
+                row[key] = int(row[key])
+            elif key not in ("method", "category", "defect"):
+                row[key] = float(row[key])
+    return rows
 
 
 def _ordered(values) -> list:
@@ -32,44 +46,97 @@ def _ordered(values) -> list:
 
 
 def category_means(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per method, the mean over categories of the ``all`` rows (the average the papers report)."""
+    """Per method, the mean over categories of the ``all`` rows' means (the average the papers report)."""
     means = {}
     for method in _ordered(r["method"] for r in rows):
         alls = [r for r in rows if r["method"] == method and r["defect"] == "all"]
-        means[method] = {k: sum(r[k] for r in alls) / len(alls) if alls else math.nan for k in ("iou", "miou", "acc")}
+        means[method] = {k: sum(r[k] for r in alls) / len(alls) if alls else math.nan for k in METRICS}
     return means
 
 
-def _fmt(value: float) -> str:
-    return "–" if isinstance(value, float) and math.isnan(value) else f"{value:.2f}"
+def _fmt(value: float, spec: str = ".2f") -> str:
+    return "–" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+
+
+def _cell(row: dict, metric: str) -> str:
+    std = row.get(f"{metric}_std", math.nan)
+    return _fmt(row[metric]) + ("" if isinstance(std, float) and math.isnan(std) else f" ± {_fmt(std)}")
+
+
+def category_table(rows: list[dict], category: str) -> str:
+    """One category's ``all`` rows: per method, every metric as mean ± spread over the seeds; the best of
+    each column in bold, and ``≈`` after the rows that are not separable from it."""
+    alls = [r for r in rows if r["category"] == category and r["defect"] == "all"]
+    lines = ["| method | seeds | " + " | ".join(NAMES[m] for m in METRICS) + " |",
+             "|---|---:|" + "---:|" * len(METRICS)]
+    ties = {m: not_separable_from_best(alls, m) for m in METRICS}
+    best = {m: max((r[m] for r in alls if not math.isnan(r[m])), default=math.nan) for m in METRICS}
+    for row in alls:
+        cells = []
+        for m in METRICS:
+            cell = _cell(row, m)
+            if row[m] == best[m] and len(alls) > 1:
+                cell = f"**{cell}**"
+            elif (row["method"], category, "all") in ties[m]:
+                cell += " ≈"
+            cells.append(cell)
+        lines.append(f"| {row['method']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """The comparisons of :data:`sard.evaluation.aggregate.COMPARISONS` present in ``rows``: per metric, the
+    difference of the means against twice the combined spread."""
+    found = comparisons(rows)
+    if not found:
+        return ""
+    metrics = ("iou", "miou", "macc")
+    lines = ["| category | comparison | " + " | ".join(NAMES[m] for m in metrics) + " |",
+             "|---|---|" + "---|" * len(metrics)]
+    for entry in found:
+        cells = []
+        for m in metrics:
+            verdict = {True: "separable", False: "not separable", None: "one seed"}[entry[f"{m}_separable"]]
+            spread = entry[f"{m}_2spread"]
+            cells.append(f"{_fmt(entry[m], '+.2f')}" + ("" if math.isnan(spread) else f" (2σ {_fmt(spread)})")
+                         + f": {verdict}")
+        lines.append(f"| {entry['category']} | {entry['row']} − {entry['against']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Two tables: per category (``all`` rows) with the average over categories, then per defect type.
-    Cells are ``mIoU / acc / IoU(defect)`` in percent."""
+    """The report's tables: per category (mean ± spread over the seeds), the comparisons, the average over
+    categories (when there are several), then the means per defect type."""
     methods = _ordered(r["method"] for r in rows)
     categories = _ordered(r["category"] for r in rows)
     index = {(r["method"], r["category"], r["defect"]): r for r in rows}
+    parts = []
+    for category in categories:
+        parts += [f"#### {category}", "", category_table(rows, category)]
+    table = comparison_table(rows)
+    if table:
+        parts += ["Differences of the means (row − against), with twice their combined spread over the seeds:", "",
+                  table]
 
     def cell(row):
-        return f"{_fmt(row['miou'])} / {_fmt(row['acc'])} / {_fmt(row['iou'])}" if row else "n/a"
+        return f"{_fmt(row['miou'])} / {_fmt(row['macc'])} / {_fmt(row['iou'])}" if row else "n/a"
 
-    lines = ["| method | " + " | ".join(categories) + (" | average |" if len(categories) > 1 else " |"),
-             "|---|" + "---|" * (len(categories) + (len(categories) > 1))]
-    means = category_means(rows)
-    for method in methods:
-        cells = [cell(index.get((method, c, "all"))) for c in categories]
-        if len(categories) > 1:
-            cells.append(cell(means[method]))
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Per defect type (mIoU / acc / IoU(defect), %):", "",
-              "| category | defect | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    if len(categories) > 1:
+        means = category_means(rows)
+        lines = ["| method | " + " | ".join(categories) + " | average |", "|---|" + "---|" * (len(categories) + 1)]
+        for method in methods:
+            cells = [cell(index.get((method, c, "all"))) for c in categories] + [cell(means[method])]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        parts += ["Means over the seeds, per category and averaged (mIoU / mAcc / IoU(defect), %):", "",
+                  "\n".join(lines) + "\n"]
+    lines = ["| category | defect | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for category in categories:
         defects = _ordered(r["defect"] for r in rows if r["category"] == category)
         for defect in [d for d in defects if d != "all"] + ["all"]:
             cells = [cell(index.get((m, category, defect))) for m in methods]
             lines.append(f"| {category} | {defect} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    parts += ["Per defect type, means over the seeds (mIoU / mAcc / IoU(defect), %):", "", "\n".join(lines) + "\n"]
+    return "\n".join(parts)
 
 
 def _font(size: int):
@@ -86,7 +153,7 @@ def bar_chart(rows: list[dict], path: str | Path, metrics=("miou", "iou"), size=
     index = {(r["method"], r["category"]): r for r in rows if r["defect"] == "all"}
     groups = categories + (["average"] if len(categories) > 1 else [])
     means = category_means(rows)
-    titles = {"miou": "mIoU (%)", "iou": "IoU of the defect class (%)", "acc": "pixel accuracy (%)"}
+    titles = {"miou": "mIoU (%)", "iou": "IoU of the defect class (%)", "macc": "mAcc (%)", "aacc": "aAcc (%)"}
     width, height = size
     image = PIL.Image.new("RGB", (width, height * len(metrics)), "white")
     draw = PIL.ImageDraw.Draw(image)
@@ -108,25 +175,48 @@ def bar_chart(rows: list[dict], path: str | Path, metrics=("miou", "iou"), size=
                 value = row[metric] if row else math.nan
                 if isinstance(value, float) and math.isnan(value):
                     continue
-                y = bottom - (bottom - top) * max(0.0, min(value, 100.0)) / 100
-                x = x0 + m * bar
+
+                def level(v, top=top, bottom=bottom):
+                    return bottom - (bottom - top) * max(0.0, min(v, 100.0)) / 100
+
+                y, x = level(value), x0 + m * bar
                 draw.rectangle([x, y, x + bar - 2, bottom], fill=PALETTE[m % len(PALETTE)])
-                draw.text((x, y - 14), f"{value:.0f}", fill="black", font=small)
+                std = row.get(f"{metric}_std", math.nan) if group != "average" else math.nan
+                if not math.isnan(std):  # a whisker of one spread either side of the mean
+                    middle = x + (bar - 2) / 2
+                    draw.line([(middle, level(value + std)), (middle, level(value - std))], fill="black", width=1)
+                draw.text((x, min(y, level(value + (0 if math.isnan(std) else std))) - 14), f"{value:.0f}",
+                          fill="black", font=small)
             draw.text((x0, bottom + 6), group, fill="black", font=small)
         for m, method in enumerate(methods):
-            x = left + m * 140
+            x = left + m * (right - left) / max(1, len(methods))
             draw.rectangle([x, bottom + 30, x + 14, bottom + 44], fill=PALETTE[m % len(PALETTE)])
             draw.text((x + 20, bottom + 30), method, fill="black", font=small)
     image.save(path)
 
 
-def write_report(rows: list[dict], output_dir: str | Path, note: str = "") -> dict[str, Path]:
-    """``results.csv``, ``results.md`` and ``results.png`` in ``output_dir``."""
+LEGEND = (
+    "Metrics in percent, as mmsegmentation defines them: IoU(defect) is the IoU of the defect class, mIoU the mean "
+    "IoU of background and defect, mAcc the mean of the two classes' pixel accuracies (the papers' \"Acc\"), aAcc "
+    "the share of all pixels that are right (about 99 for any method: not the papers' Acc). Pixels are counted over "
+    "all held-out images of a category (test/good included). Cells: mean ± sample standard deviation over the "
+    "seeds (each seed redoes the synthesis and the segmenter). Bold: the best row of a column; ≈: not separable "
+    "from it (the means differ by less than twice the combined spread, sqrt(std_a² + std_b²))."
+)
+
+
+def write_report(rows: list[dict], output_dir: str | Path, note: str = "", per_seed: list[dict] | None = None
+                 ) -> dict[str, Path]:
+    """``results.csv`` (aggregated ``rows``), ``results_seeds.csv`` (``per_seed``, when given), ``results.md``
+    and ``results.png`` in ``output_dir``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": output_dir / "results.csv", "md": output_dir / "results.md", "png": output_dir / "results.png"}
     write_csv(rows, paths["csv"])
-    table = "Cells: mIoU / pixel accuracy / IoU of the defect class, in percent.\n\n" + markdown_table(rows)
+    if per_seed is not None:
+        paths["seeds_csv"] = output_dir / "results_seeds.csv"
+        write_csv(per_seed, paths["seeds_csv"], SEED_COLUMNS)
+    table = LEGEND + "\n\n" + markdown_table(rows)
     paths["md"].write_text((note + "\n\n" if note else "") + table)
     bar_chart(rows, paths["png"])
     return paths
