@@ -143,9 +143,5 @@ def cases(side: int = SIDE) -> list[Case]:
 
 def crop_size(pipe, case: Case) -> tuple[int, int]:
     """The ``(height, width)`` the network runs at for this input (the crop around the mask, at working scale)."""
-    prepared = pipe._prepare(case.image, case.mask, pipe.config.resolution)
-    return prepared.box.work_height, prepared.box.work_width
-
-
-def fmt_ms(seconds: float) -> str:
-    return f"{seconds * 1e3:9.1f} ms"
+    box = pipe.working_crop(case.image, case.mask).box
+    return box.work_height, box.work_width

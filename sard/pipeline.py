@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from dataclasses import dataclass
@@ -14,9 +15,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from . import cropping, image_io, sampling
 from .denoiser import SARDDenoiser
 from .loading import CheckpointError, check_checkpoint
+from .sampling import BACKGROUND_MODES
 from .scheduler import SARDScheduler
-
-BACKGROUND_MODES = ("clean", "noised")
 
 # Pixels per network batch on a CPU. One forward of the default denoiser costs, per image, 529 ms for a
 # 256 x 256 crop alone and 849 ms in a batch of 16; 66 ms for a 96 x 72 crop alone, 56 ms in a batch of 4 and
@@ -25,19 +25,28 @@ CPU_BATCH_PIXELS = 2**16
 
 
 @dataclass
-class _Prepared:
-    """One input after decoding: the user's pixels, the mask and the crop the network works on."""
+class WorkingCrop:
+    """One input after decoding: the user's pixels, the mask, and the crop around it that the network works on
+    (see :meth:`SARDPipeline.working_crop`).
+
+    Attributes:
+        decoded (`image_io.DecodedImage`): the input's pixels at full resolution and how to give them back.
+        mask (`np.ndarray`): `(H, W)` bool, the mask at full resolution.
+        box (`cropping.CropBox`): where the crop is in the image, and its size at working scale.
+        known (`torch.Tensor`): `(1, 3, h, w)` in [-1, 1], the crop at working scale (RGB).
+        work_mask (`torch.Tensor`): `(1, 1, h, w)` in {0, 1}, the mask at working scale.
+    """
 
     decoded: image_io.DecodedImage
-    mask: np.ndarray  # (H, W) bool, full resolution
+    mask: np.ndarray
     box: cropping.CropBox
-    known: torch.Tensor  # (1, 3, h, w) in [-1, 1], the crop at working scale
-    work_mask: torch.Tensor  # (1, 1, h, w) in {0, 1}
+    known: torch.Tensor
+    work_mask: torch.Tensor
 
 
 @dataclass
 class SampledCrop:
-    """One image's working crop after sampling and before the paste (see :meth:`SARDPipeline.sample_crops`).
+    """One image's working crop after sampling and before the paste (:attr:`SARDPipelineOutput.crops`).
 
     Attributes:
         known (`torch.Tensor`): `(3, h, w)` in [-1, 1], the input's crop at working scale (RGB).
@@ -50,6 +59,14 @@ class SampledCrop:
     known: torch.Tensor
     mask: torch.Tensor
     sample: torch.Tensor
+
+
+@dataclass
+class SARDPipelineOutput(ImagePipelineOutput):
+    """``images``: one result per input (outside the mask, the input's pixels unchanged); ``crops``: the
+    working crops as sampled, before the paste (for measuring what the network did)."""
+
+    crops: list[SampledCrop] | None = None
 
 
 def _as_list(value, name: str) -> list:
@@ -141,23 +158,34 @@ class SARDPipeline(DiffusionPipeline):
                 "(HF_HUB_OFFLINE=1) only models already in the cache load."
             ) from error
 
-    def _label(self, defect: str | None, generator: torch.Generator | None) -> int:
-        types = self.defect_types
-        if defect is None:
-            # One type: that one. Several: draw one with the image's own generator.
-            return int(torch.randint(len(types), (1,), generator=generator)) if len(types) > 1 else 0
-        if defect not in types:
-            raise ValueError(f"Unknown defect type {defect!r}; this checkpoint knows: {', '.join(types)}.")
-        return types.index(defect)
+    def check_inputs(self, image, mask_image, defect, num_inference_steps, generator, resolution) -> tuple:
+        """Check the arguments of :meth:`__call__` and give one ``(image, mask, defect, generator)`` list each,
+        of one entry per image."""
+        images = _as_list(image, "images")
+        batch_size = len(images)
+        masks = _broadcast(_as_list(mask_image, "masks"), batch_size, "masks")
+        defects = _broadcast(list(defect) if isinstance(defect, (list, tuple)) else [defect], batch_size, "defects")
+        generators = generator if isinstance(generator, list) else [generator] * batch_size
+        generators = _broadcast(generators, batch_size, "generators")
+        if not all(g is None or isinstance(g, torch.Generator) for g in generators):
+            raise ValueError("generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or a list.")
+        if num_inference_steps is not None and not isinstance(num_inference_steps, numbers.Integral):
+            raise ValueError(f"num_inference_steps must be a whole number of steps, got {num_inference_steps!r}.")
+        if resolution is not None and (not isinstance(resolution, numbers.Integral) or resolution < 1):
+            raise ValueError(f"resolution must be a positive number of pixels (or None), got {resolution!r}.")
+        return images, masks, defects, generators
 
-    def _prepare(self, image, mask_image, resolution: int) -> _Prepared:
+    def working_crop(self, image, mask_image, resolution: int | None = None) -> WorkingCrop:
+        """Decode one image and its mask and cut the crop the network works on: the mask's bounding box with
+        ``context`` pixels around it, at working scale (longer image side at most ``resolution``, default the
+        model's), at least ``crop_size`` and a multiple of the denoiser's stride."""
         decoded = image_io.decode_image(image)
         mask = image_io.decode_mask(mask_image, decoded.size)
         if not mask.any():
             raise ValueError(
                 "The mask is empty: there is nothing to synthesise. Paint (white) the region for the defect."
             )
-        scale = cropping.working_scale(*decoded.size, resolution)
+        scale = cropping.working_scale(*decoded.size, self.config.resolution if resolution is None else resolution)
         box = cropping.mask_crop_box(
             mask, scale, self.config.crop_size, self.config.context, multiple=self.denoiser.stride
         )
@@ -166,23 +194,16 @@ class SARDPipeline(DiffusionPipeline):
         rgb = image_io.to_unit_rgb(decoded.pixels[rows, cols], decoded)
         known = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * 2.0 - 1.0
         work_mask = torch.from_numpy(np.ascontiguousarray(mask[rows, cols]))[None, None].float()
-        return _Prepared(decoded, mask, box, cropping.resize(known, size), cropping.resize_mask(work_mask, size))
+        return WorkingCrop(decoded, mask, box, cropping.resize(known, size), cropping.resize_mask(work_mask, size))
 
-    def _paste(self, prepared: _Prepared, crop: torch.Tensor) -> np.ndarray:
-        """Write the synthesised crop `(3, h, w)` into a copy of the user's pixels, inside the mask only."""
-        box = prepared.box
-        crop = cropping.resize(crop[None].float(), (box.height, box.width))[0]
-        rgb = (crop.permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0
-        pixels = prepared.decoded.pixels.copy()
-        rows, cols = box.slices
-        inside = prepared.mask[rows, cols]
-        region = pixels[rows, cols]  # a view: writes go into ``pixels``
-        if prepared.decoded.color_channels == 3 and image_io.is_grayscale(region):
-            # A grayscale photo stored as RGB stays grayscale: the defect is painted in luminance only.
-            rgb = image_io.to_gray_rgb(rgb)
-        synthesized = image_io.from_unit_rgb(rgb, prepared.decoded)
-        region[inside, : prepared.decoded.color_channels] = synthesized[inside]
-        return pixels
+    def _label(self, defect: str | None, generator: torch.Generator | None) -> int:
+        types = self.defect_types
+        if defect is None:
+            # One type: that one. Several: draw one with the image's own generator.
+            return int(torch.randint(len(types), (1,), generator=generator)) if len(types) > 1 else 0
+        if defect not in types:
+            raise ValueError(f"Unknown defect type {defect!r}; this checkpoint knows: {', '.join(types)}.")
+        return types.index(defect)
 
     def _per_image_noise(self, shapes, generators, padded, device, dtype) -> torch.Tensor:
         """Standard normal noise drawn per image at its own size, then padded: image i's noise does not
@@ -194,51 +215,71 @@ class SARDPipeline(DiffusionPipeline):
             noise.append(cropping.pad_to(draw, padded))
         return torch.cat(noise).to(device)
 
-    def _sample(
-        self, prepared, labels, z, generators, padded, background, region_constraint, device, net_dtype
-    ) -> torch.Tensor:
-        """Region-constrained sampling of crops padded to the same size ``padded``; returns ``x_0``.
+    def _sample_batch(self, crops: list[WorkingCrop], labels, z, generators, padded, sampler) -> torch.Tensor:
+        """``sampler`` (:func:`sampling.sample_rcd` with its switches) on crops padded to the same size ``padded``;
+        returns their ``x_0`` on the CPU.
 
         The sampling math runs in float32 (float64 for a float64 denoiser) whatever the denoiser's dtype; only
         the network's inputs are cast, so a bfloat16 denoiser costs no precision in the schedule.
         """
+        device, net_dtype = self._execution_device, self.denoiser.dtype
         dtype = torch.promote_types(net_dtype, torch.float32)
-        batch_size = len(prepared)
-        shapes = [tuple(p.known.shape[-2:]) for p in prepared]
-        known = torch.cat([cropping.pad_to(p.known, padded) for p in prepared]).to(device, dtype)
-        mask = torch.cat([cropping.pad_to(p.work_mask, padded, mode="constant") for p in prepared]).to(device, dtype)
-
-        # 2. x_T: noise inside the mask in every mode; outside it the clean background, or for the ablations the
-        # background diffused to level T with the same noise. (Diffusing the whole crop would also leak
-        # sqrt(abar_T) of the pixels under the mask into x_T: a second difference between the modes.)
-        t_start = int(self.scheduler.timesteps[0])
-        noise = self._per_image_noise(shapes, generators, padded, device, dtype)
-        abar = self.scheduler.alphas_cumprod.to(device)
-        start_background = known
-        if background == "noised" or not region_constraint:
-            start_background = sampling.q_sample(known, torch.full((batch_size,), t_start), abar, noise)
-        x_t = sampling.blend_known(noise, start_background, mask)
+        shapes = [tuple(c.known.shape[-2:]) for c in crops]
+        known = torch.cat([cropping.pad_to(c.known, padded) for c in crops]).to(device, dtype)
+        mask = torch.cat([cropping.pad_to(c.work_mask, padded, mode="constant") for c in crops]).to(device, dtype)
         # The network never sees the original pixels under the mask; its inputs that do not change between
         # steps are cast to its dtype once.
-        known_input = (known * (1.0 - mask)).to(net_dtype)
-        net_mask, z = mask.to(net_dtype), z.to(net_dtype)
+        known_input, net_mask, z = (known * (1.0 - mask)).to(net_dtype), mask.to(net_dtype), z.to(net_dtype)
 
-        # 3. Reverse steps: predict x0, draw the posterior sample, pass the background through. The levels are
-        # Python ints, so that no step waits on the GPU to read one.
-        for t in self.progress_bar(self.scheduler.timesteps.tolist()):
-            timestep = torch.full((batch_size,), t, device=device)
-            x0_hat = self.denoiser(x_t.to(net_dtype), timestep, z, net_mask, known_input, labels).to(dtype)
-            variance_noise = self._per_image_noise(shapes, generators, padded, device, dtype)
-            x_t = self.scheduler.step(x0_hat, t, x_t, variance_noise=variance_noise).prev_sample
-            if region_constraint:
-                s = self.scheduler.previous_timestep(t)
-                if background == "noised" and s > 0:
-                    level = torch.full((batch_size,), s)
-                    noised = self._per_image_noise(shapes, generators, padded, device, dtype)
-                    x_t = sampling.blend_known(x_t, sampling.q_sample(known, level, abar, noised), mask)
-                else:
-                    x_t = sampling.blend_known(x_t, known, mask)
-        return x_t
+        def denoise(x_t: torch.Tensor, t: int) -> torch.Tensor:
+            timestep = torch.full((len(crops),), t, device=device)
+            return self.denoiser(x_t.to(net_dtype), timestep, z, net_mask, known_input, labels).to(dtype)
+
+        def noise_sampler() -> torch.Tensor:
+            return self._per_image_noise(shapes, generators, padded, device, dtype)
+
+        abar = self.scheduler.alphas_cumprod.to(device)
+        x_0 = sampler(denoise, known, mask, self.scheduler.timesteps.tolist(), abar, noise_sampler,
+                      progress=self.progress_bar)
+        return x_0.float().cpu()  # one copy off the GPU per batch, not one per image
+
+    def _sample(self, crops: list[WorkingCrop], labels, z, generators, sampler) -> list[torch.Tensor]:
+        """Sample every crop, in batches of crops of the same padded size: GroupNorm and attention see the whole
+        padded crop, so image i's result does not depend on the other images in the batch."""
+        stride = self.denoiser.stride
+        shapes = [tuple(c.known.shape[-2:]) for c in crops]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            groups.setdefault(tuple(-(-side // stride) * stride for side in shape), []).append(i)
+        samples: list[torch.Tensor | None] = [None] * len(crops)
+        for padded, group_index in groups.items():
+            # A GPU takes each group whole; on a CPU a batch larger than the caches costs more per image, so
+            # CPU batches are cut to about CPU_BATCH_PIXELS pixels.
+            on_cpu = self._execution_device.type == "cpu"
+            chunk = max(1, CPU_BATCH_PIXELS // (padded[0] * padded[1])) if on_cpu else len(group_index)
+            for start in range(0, len(group_index), chunk):
+                index = group_index[start : start + chunk]
+                x_0 = self._sample_batch([crops[i] for i in index], labels[index], z[index],
+                                         [generators[i] for i in index], padded, sampler)
+                for row, i in enumerate(index):
+                    samples[i] = x_0[row, :, : shapes[i][0], : shapes[i][1]]
+        return samples
+
+    def _paste(self, crop: WorkingCrop, sample: torch.Tensor) -> np.ndarray:
+        """Write the sampled crop `(3, h, w)` into a copy of the user's pixels, inside the mask only."""
+        box = crop.box
+        sample = cropping.resize(sample[None].float(), (box.height, box.width))[0]
+        rgb = (sample.permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0
+        pixels = crop.decoded.pixels.copy()
+        rows, cols = box.slices
+        inside = crop.mask[rows, cols]
+        region = pixels[rows, cols]  # a view: writes go into ``pixels``
+        if crop.decoded.color_channels == 3 and image_io.is_grayscale(region):
+            # A grayscale photo stored as RGB stays grayscale: the defect is painted in luminance only.
+            rgb = image_io.to_gray_rgb(rgb)
+        synthesized = image_io.from_unit_rgb(rgb, crop.decoded)
+        region[inside, : crop.decoded.color_channels] = synthesized[inside]
+        return pixels
 
     @torch.no_grad()
     def __call__(
@@ -253,7 +294,7 @@ class SARDPipeline(DiffusionPipeline):
         resolution: int | None = None,
         background: str = "clean",
         region_constraint: bool = True,
-    ) -> ImagePipelineOutput | tuple:
+    ) -> SARDPipelineOutput | tuple:
         r"""Paint a defect into each mask.
 
         Args:
@@ -269,7 +310,8 @@ class SARDPipeline(DiffusionPipeline):
                 one per image so that image i's result depends only on its own seed.
             output_type (`str`, defaults to `"pil"`): `"pil"` keeps the input's mode (palette images come
                 back RGB); `"np"` and `"pt"` keep the input's dtype and layout.
-            return_dict (`bool`, defaults to True): return an `ImagePipelineOutput` instead of a tuple.
+            return_dict (`bool`, defaults to True): return a `SARDPipelineOutput` instead of a tuple
+                ``(images,)``.
             resolution (`int`, *optional*): working resolution, defaults to the model's.
             background (`str`, defaults to `"clean"`): what the network sees outside the mask at each step,
                 the clean image (SARD) or the image re-noised to the step's level (RePaint; an ablation).
@@ -278,8 +320,9 @@ class SARDPipeline(DiffusionPipeline):
                 ablation: what inpainting pipelines without RCD do).
 
         Returns:
-            [`~diffusers.ImagePipelineOutput`] whose ``images`` is a list with one result per input: outside
-            the mask, the input's pixels unchanged.
+            [`SARDPipelineOutput`] (an `ImagePipelineOutput`) whose ``images`` is a list with one result per
+            input, outside the mask the input's pixels unchanged, and whose ``crops`` are the working crops as
+            sampled, before the paste.
 
         Examples:
             ```py
@@ -291,94 +334,41 @@ class SARDPipeline(DiffusionPipeline):
             >>> result = pipe(image, mask, defect="crack").images[0]
             ```
         """
-        prepared, crops = self._prepare_and_sample(
-            image, mask_image, defect, num_inference_steps, generator, resolution, background, region_constraint
+        # 1. Check the arguments: one mask, defect type and generator per image; the sampler with its switches.
+        images, masks, defects, generators = self.check_inputs(
+            image, mask_image, defect, num_inference_steps, generator, resolution
         )
+        if background not in BACKGROUND_MODES:
+            raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {background!r}.")
+        sampler = functools.partial(sampling.sample_rcd, background=background, region_constraint=region_constraint)
+        # Looked up once: diffusers' ``_execution_device`` walks every module (milliseconds per lookup).
+        device = self._execution_device
 
-        # 4. Paste each crop back into its full-resolution image, inside the mask only.
-        results = [
-            image_io.encode_image(self._paste(p, crop), p.decoded, output_type) for p, crop in zip(prepared, crops)
-        ]
+        # 2. Decode each image and its mask, and cut the working crop around the mask.
+        crops = [self.working_crop(im, m, resolution) for im, m in zip(images, masks)]
+
+        # 3. The conditions: each image's defect label and latent z, drawn with its own generator.
+        labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)
+        latent_dim = self.denoiser.config.latent_dim
+        z = torch.cat([randn_tensor((1, latent_dim), generator=g) for g in generators]).to(device)
+
+        # 4. Region-constrained diffusion (sampling.sample_rcd) on the crops.
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        samples = self._sample(crops, labels, z, generators, sampler)
+
+        # 5. Paste each sample back into its full-resolution image, inside the mask only.
+        results = [image_io.encode_image(self._paste(c, x), c.decoded, output_type) for c, x in zip(crops, samples)]
         self.maybe_free_model_hooks()
         if not return_dict:
             return (results,)
-        return ImagePipelineOutput(images=results)
+        sampled = [SampledCrop(c.known[0], c.work_mask[0], x) for c, x in zip(crops, samples)]
+        return SARDPipelineOutput(images=results, crops=sampled)
 
-    @torch.no_grad()
-    def sample_crops(
-        self,
-        image,
-        mask_image,
-        defect: str | list[str] | None = None,
-        num_inference_steps: int | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        resolution: int | None = None,
-        background: str = "clean",
-        region_constraint: bool = True,
-    ) -> list[SampledCrop]:
-        r"""The working crops as sampled, before the paste: what :meth:`__call__` pastes into the images.
-
-        Takes the arguments of :meth:`__call__` (the same seeds give the same crops). For measuring what the
-        network did, e.g. how far the background drifted without the region constraint.
+    def sample_crops(self, image, mask_image, **kwargs) -> list[SampledCrop]:
+        r"""The working crops as sampled, before the paste: :attr:`SARDPipelineOutput.crops` of
+        :meth:`__call__`, which takes the same arguments (the same seeds give the same crops).
 
         Returns:
             `list[SampledCrop]`: one per input, at the working scale of the crop around its mask.
         """
-        prepared, crops = self._prepare_and_sample(
-            image, mask_image, defect, num_inference_steps, generator, resolution, background, region_constraint
-        )
-        self.maybe_free_model_hooks()
-        return [SampledCrop(p.known[0], p.work_mask[0], crop) for p, crop in zip(prepared, crops)]
-
-    def _prepare_and_sample(
-        self, image, mask_image, defect, num_inference_steps, generator, resolution, background, region_constraint
-    ) -> tuple[list[_Prepared], list[torch.Tensor]]:
-        """Check the arguments, decode the inputs, cut their crops and sample them: ``(prepared, crops)``."""
-        if background not in BACKGROUND_MODES:
-            raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {background!r}.")
-        images = _as_list(image, "images")
-        batch_size = len(images)
-        masks = _broadcast(_as_list(mask_image, "masks"), batch_size, "masks")
-        defects = _broadcast(list(defect) if isinstance(defect, (list, tuple)) else [defect], batch_size, "defects")
-        generators = generator if isinstance(generator, list) else [generator] * batch_size
-        generators = _broadcast(generators, batch_size, "generators")
-        if not all(g is None or isinstance(g, torch.Generator) for g in generators):
-            raise ValueError("generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or a list.")
-        if num_inference_steps is not None and not isinstance(num_inference_steps, numbers.Integral):
-            raise ValueError(f"num_inference_steps must be a whole number of steps, got {num_inference_steps!r}.")
-        resolution = self.config.resolution if resolution is None else resolution
-        if not isinstance(resolution, numbers.Integral) or resolution < 1:
-            raise ValueError(f"resolution must be a positive number of pixels (or None), got {resolution!r}.")
-        # Looked up once: diffusers' ``_execution_device`` walks every module (milliseconds per lookup).
-        device, net_dtype = self._execution_device, self.denoiser.dtype
-
-        # 1. Decode inputs and cut the working crops around the masks.
-        prepared = [self._prepare(im, m, resolution) for im, m in zip(images, masks)]
-        labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)
-        shapes = [tuple(p.known.shape[-2:]) for p in prepared]
-        z = torch.cat([randn_tensor((1, self.denoiser.config.latent_dim), generator=g) for g in generators])
-        z = z.to(device)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-
-        # GroupNorm and attention see the whole padded crop, so crops are batched only with crops of the
-        # same padded size: image i's result does not depend on the other images in the batch.
-        stride = self.denoiser.stride
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, shape in enumerate(shapes):
-            groups.setdefault(tuple(-(-side // stride) * stride for side in shape), []).append(i)
-        crops: list[torch.Tensor | None] = [None] * batch_size
-        for padded, group_index in groups.items():
-            # A GPU takes each group whole; on a CPU a batch larger than the caches costs more per image, so
-            # CPU batches are cut to about CPU_BATCH_PIXELS pixels.
-            chunk = len(group_index) if device.type != "cpu" else max(1, CPU_BATCH_PIXELS // (padded[0] * padded[1]))
-            for start in range(0, len(group_index), chunk):
-                index = group_index[start : start + chunk]
-                group = [prepared[i] for i in index]
-                gens = [generators[i] for i in index]
-                x_0 = self._sample(
-                    group, labels[index], z[index], gens, padded, background, region_constraint, device, net_dtype
-                )
-                x_0 = x_0.float().cpu()  # one copy off the GPU per batch, not one per image
-                for row, i in enumerate(index):
-                    crops[i] = x_0[row, :, : shapes[i][0], : shapes[i][1]]
-        return prepared, crops
+        return self(image, mask_image, output_type="np", **kwargs).crops

@@ -263,3 +263,64 @@ def test_timesteps_for():
     for bad in (0, 5, -1):
         with pytest.raises(ValueError, match="between 1 and 4"):
             sampling.timesteps_for(bad, 4)
+
+
+# --- the RCD sampler ------------------------------------------------------------------------------------------
+
+
+class _Oracle:
+    """A denoiser that always predicts ``target``, recording the levels it is called at."""
+
+    def __init__(self, target: torch.Tensor):
+        self.target, self.levels = target, []
+
+    def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        self.levels.append(t)
+        return self.target
+
+
+def _rcd_inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    known = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    target = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:6, 1:5] = 1.0
+    draws = []
+
+    def noise_sampler():
+        draws.append(torch.randn(2, 3, 8, 8, generator=g))
+        return draws[-1]
+
+    return known, target, mask, noise_sampler, draws
+
+
+@pytest.mark.parametrize("background", ["clean", "noised"])
+@pytest.mark.parametrize("levels", [[4, 3, 2, 1], [4, 2], [4]])
+def test_rcd_with_an_oracle_returns_the_prediction_inside_and_the_input_outside(background, levels):
+    """The last step goes to level 0, where the posterior is x0_hat itself (A = 1, B = 0, no noise): the result is
+    the oracle's prediction inside the mask and the known image outside, bit for bit."""
+    known, target, mask, noise_sampler, draws = _rcd_inputs()
+    oracle = _Oracle(target)
+    x0 = sampling.sample_rcd(oracle, known, mask, levels, _abar(4), noise_sampler, background=background)
+    inside = mask.bool().expand_as(known)
+    assert torch.equal(x0[~inside], known[~inside])
+    torch.testing.assert_close(x0[inside], target[inside], rtol=0, atol=1e-6)
+    assert oracle.levels == levels
+    # One draw for x_T, one posterior draw per step, and with a noised background one more per step above 0.
+    assert len(draws) == 1 + len(levels) + (len(levels) - 1) * (background == "noised")
+
+
+def test_rcd_starts_from_noise_inside_the_mask_and_the_background_outside():
+    known, target, mask, noise_sampler, draws = _rcd_inputs(1)
+    seen = []
+    sampling.sample_rcd(lambda x_t, t: seen.append(x_t.clone()) or target, known, mask, [4], _abar(4), noise_sampler)
+    inside = mask.bool().expand_as(known)
+    assert torch.equal(seen[0][inside], draws[0][inside]) and torch.equal(seen[0][~inside], known[~inside])
+
+
+def test_rcd_without_the_region_constraint_changes_the_background():
+    known, target, mask, noise_sampler, _ = _rcd_inputs(2)
+    x0 = sampling.sample_rcd(_Oracle(target), known, mask, [4, 2], _abar(4), noise_sampler, region_constraint=False)
+    torch.testing.assert_close(x0, target, rtol=0, atol=1e-6)  # the whole image is the network's
+    with pytest.raises(ValueError, match="background must be one of"):
+        sampling.sample_rcd(_Oracle(target), known, mask, [4], _abar(4), noise_sampler, background="blurred")

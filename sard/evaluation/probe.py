@@ -25,7 +25,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .. import cropping
+from .. import image_io
 from ..datasets import Anomaly, DatasetError, DefectDataset, load_mask, load_rgb
 from . import realism
 
@@ -81,16 +81,11 @@ def place_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def working_crop(rgb: np.ndarray, mask: np.ndarray, pipe) -> tuple[np.ndarray, np.ndarray]:
-    """The crop ``pipe`` works on for an `(H, W, 3)` uint8 image and its bool mask, at working scale:
-    ``(image (h, w, 3) float grey levels, mask (h, w) bool)`` (what ``sample_crops`` returns as ``known``)."""
-    config = pipe.config
-    scale = cropping.working_scale(*mask.shape, config.resolution)
-    box = cropping.mask_crop_box(mask, scale, config.crop_size, config.context, multiple=pipe.denoiser.stride)
-    rows, cols = box.slices
-    size = (box.work_height, box.work_width)
-    known = torch.from_numpy(np.array(rgb[rows, cols])).permute(2, 0, 1)[None].float() / 255.0 * 2 - 1
-    work_mask = torch.from_numpy(np.array(mask[rows, cols]))[None, None].float()
-    return to_grey_levels(cropping.resize(known, size)[0]), cropping.resize_mask(work_mask, size)[0, 0].numpy() > 0
+    """The crop ``pipe`` works on for an `(H, W, 3)` uint8 image and its bool mask, at working scale
+    (:meth:`~sard.SARDPipeline.working_crop`): ``(image (h, w, 3) float grey levels, mask (h, w) bool)``,
+    what ``sample_crops`` returns as ``known``."""
+    crop = pipe.working_crop(rgb, mask)
+    return to_grey_levels(crop.known[0]), crop.work_mask[0, 0].numpy() > 0
 
 
 def to_grey_levels(crop: torch.Tensor) -> np.ndarray:
@@ -136,7 +131,7 @@ def run_probe(pipe, items: list[ProbeItem], seed: int = 0, background: str = "cl
         )
         for item, crop in zip(batch, crops):
             known, sample = to_grey_levels(crop.known), to_grey_levels(crop.sample)
-            if (known[..., 0] == known[..., 1]).all() and (known[..., 1] == known[..., 2]).all():
+            if image_io.is_grayscale(known):
                 # A grey image (one channel, or RGB with equal channels) gets the luma of the network's output.
                 known, sample = (np.repeat(realism.luma(x)[..., None], 3, axis=2) for x in (known, sample))
             mask = crop.mask[0].numpy() > 0
