@@ -39,6 +39,8 @@ class TrainConfig:
     latent_dim: int = 32
     disc_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     mask_head: bool = True  # the mask-aware discriminator head (False: global head only, an ablation)
+    disc_view: str = "pair"  # pair: DDGAN's (x_{t-1}, x_t) | clean: x0_hat against x_a, with a high-pass view
+    high_pass_scale: float = 10.0  # gain of the clean view's high-pass channels
 
     # Diffusion
     num_timesteps: int = 4
@@ -47,8 +49,11 @@ class TrainConfig:
 
     # Losses
     lambda_mask: float = 1.0  # weight of the mask-aware head's loss
-    lambda_x0: float = 1.0  # the mask-aware head also judges the clean prediction x0_hat against x_a
+    lambda_x0: float = 1.0  # pair view: the mask-aware head also judges the clean prediction x0_hat against x_a
+    lambda_adv: float = 1.0  # weight of the adversarial terms in the denoiser's loss (0: L1 only)
     lambda_rec: float = 1.0  # masked L1 between x0_hat and x_a (0: adversarial losses only)
+    rec_weighting: str = "flat"  # flat | snr: the L1 at level t weighted by sqrt(abar_t)
+    lambda_ms: float = 0.0  # mode-seeking term (MSGAN; DFMGAN uses 0.1): different z, different fills
     r1_gamma: float = 0.05
     r1_every: int = 4  # lazy R1 (StyleGAN2): the penalty every k steps, scaled by k
 
@@ -72,7 +77,11 @@ class TrainConfig:
     checkpoints_total_limit: int = 3
     sample_every: int = 500
     log_every: int = 10
+    held_out_every: int = 50  # the discriminator's accuracy on held-out defects, per head and level (0: never);
+    # logged in the loss row of its step, so a multiple of log_every
+    held_out_crops: int = 32
     resume: str = ""  # "latest" or a checkpoint folder
+    init_from: str = ""  # a SARD pipeline folder whose denoiser starts this run (e.g. a reconstruction stage)
     push_to_hub: bool = False
     hub_model_id: str = ""
 
@@ -93,10 +102,21 @@ class TrainConfig:
         if self.resolution < self.crop_size:
             errors.append(f"resolution {self.resolution} must be at least crop_size {self.crop_size}")
         for name in ("batch_size", "max_steps", "num_timesteps", "r1_every", "gradient_accumulation_steps",
-                     "checkpoint_every", "checkpoints_total_limit", "sample_every", "log_every", "latent_dim"):
+                     "checkpoint_every", "checkpoints_total_limit", "sample_every", "log_every", "latent_dim",
+                     "held_out_crops"):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lambda_mask", "lambda_x0", "lambda_rec", "r1_gamma", "lr_g", "lr_d", "scale_jitter"):
+        if self.held_out_every < 0 or self.held_out_every % max(self.log_every, 1):
+            errors.append(f"held_out_every must be 0 or a multiple of log_every ({self.log_every}), "
+                          f"got {self.held_out_every}")
+        if self.init_from and not (Path(self.init_from) / "model_index.json").is_file():
+            errors.append(f"init_from {self.init_from!r} is not a SARD pipeline folder (no model_index.json)")
+        if self.disc_view not in ("pair", "clean"):
+            errors.append(f"disc_view must be pair or clean, got {self.disc_view!r}")
+        if self.rec_weighting not in ("flat", "snr"):
+            errors.append(f"rec_weighting must be flat or snr, got {self.rec_weighting!r}")
+        for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "r1_gamma", "lr_g", "lr_d",
+                     "scale_jitter", "high_pass_scale"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.scale_jitter < 1.0:

@@ -36,21 +36,36 @@ def fake_prev(batch: dict, x0_hat: torch.Tensor, x_t: torch.Tensor, alphas_cumpr
     return sampling.blend_known(x_prev, batch["image"], batch["mask"])
 
 
+REC_WEIGHTINGS = ("flat", "snr")
+
+
 @dataclass
 class DMGLoss:
     """The two losses of a DMG training step.
+
+    What the discriminator judges follows ``view``, the view it was built with
+    (:class:`~sard.discriminator.MaskAwareDiscriminator`): DDGAN's pairs ``(x_{t-1}, x_t)``, or the clean
+    prediction ``x0_hat`` pasted into the real background against the real crop ``x0``, at the level ``t`` it was
+    predicted from.
 
     Args:
         alphas_cumprod: `(T + 1,)` cumulative products of the noise schedule (``SARDScheduler.alphas_cumprod``),
             on the device of the batches.
         latent_dim: size of the denoiser's latent ``z``.
         lambda_mask: weight of the mask-aware head's adversarial terms.
-        lambda_x0: weight of the mask-aware head's judgement of the clean prediction at level 0 (only with
-            ``mask_head``).
+        lambda_x0: pair view only: weight of the mask-aware head's judgement of the clean prediction at level 0
+            (only with ``mask_head``).
         lambda_rec: weight of the masked L1 between ``x0_hat`` and ``x0``.
         mask_head: whether the discriminator has its mask-aware head.
-        r1_gamma: weight of the R1 penalty on real pairs (0: none).
+        r1_gamma: weight of the R1 penalty on real inputs (0: none).
         r1_every: lazy R1 (StyleGAN2): the penalty every ``r1_every`` steps, scaled up by as much.
+        lambda_adv: weight of the adversarial terms in the denoiser's loss (0: L1 only).
+        rec_weighting: ``"flat"``, or ``"snr"``: the L1 at level ``t`` weighted by ``sqrt(abar_t)``, so that where
+            ``x_t`` holds almost nothing of the defect (``t >= 3``), the prediction is left to the discriminator
+            and may be any plausible defect instead of the blurred mean that L1 asks for.
+        lambda_ms: weight of the mode-seeking term (Mao et al. 2019; DFMGAN uses 0.1): two latents on the same
+            ``x_t`` should give different fills (0: off).
+        view: the discriminator's view, ``"pair"`` or ``"clean"`` (kept here: a DDP-wrapped network has no config).
     """
 
     alphas_cumprod: torch.Tensor
@@ -61,12 +76,17 @@ class DMGLoss:
     mask_head: bool = True
     r1_gamma: float = 0.05
     r1_every: int = 4
+    lambda_adv: float = 1.0
+    rec_weighting: str = "flat"
+    lambda_ms: float = 0.0
+    view: str = "pair"
 
     @classmethod
     def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:
         """The loss of a :class:`~sard.training.config.TrainConfig`."""
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
-                   config.mask_head, config.r1_gamma, config.r1_every)
+                   config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
+                   config.lambda_ms, config.disc_view)
 
     @property
     def num_timesteps(self) -> int:
@@ -91,46 +111,89 @@ class DMGLoss:
             micro_batches.append({k: v.to(device) for k, v in chunk.items()})
         return micro_batches
 
+    def _judge_fake(self, discriminator, batch: dict, x0_hat: torch.Tensor, x_t: torch.Tensor, which: int):
+        """The discriminator's logits on the fake made from ``x0_hat``: the prediction pasted into the real
+        background (clean view), or the posterior sample ``x_{t-1}`` drawn from it (pair view)."""
+        x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
+        if self.view == "clean":
+            return discriminator(sampling.blend_known(x0_hat, x0, m), t, m, label)
+        return discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, which), t, m, label, x_t=x_t)
+
+    @torch.no_grad()
+    def accuracy_by_level(self, discriminator, denoiser, batch: dict) -> dict[str, float]:
+        """Each head's accuracy on real inputs against the denoiser's fakes at every level ``t = 1..T``: the
+        batch (its own randomness drawn by :meth:`micro_batches`) is judged once per level.
+
+        Returns ``{"acc_global_t1": ..., "acc_mask_t1": ..., ...}``; measured on held-out defects, it says
+        whether the discriminator tells real from painted where it matters, not how well it remembers the
+        training crops.
+        """
+        out = {}
+        for level in range(1, self.num_timesteps + 1):
+            at_level = {**batch, "t": torch.full_like(batch["t"], level)}
+            x0, m, t, label = at_level["image"], at_level["mask"], at_level["t"], at_level["label"]
+            x_prev, x_t = real_pair(at_level, self.alphas_cumprod)
+            clean = self.view == "clean"
+            real = discriminator(x0 if clean else x_prev, t, m, label, x_t=None if clean else x_t)
+            x0_hat = denoiser(x_t, t, at_level["z"][0], m, x0 * (1.0 - m), label)
+            fake = self._judge_fake(discriminator, at_level, x0_hat, x_t, 0)
+            for name, value in losses.discriminator_accuracy(real, fake, m).items():
+                out[f"{name}_t{level}"] = value.item()
+        return out
+
     def discriminator_loss(self, discriminator, denoiser, batch: dict, r1: bool = False) -> dict[str, torch.Tensor]:
-        """The discriminator block: real pairs against fake pairs (the denoiser frozen), the mask-aware head's
-        level-0 judgement of ``x0_hat``, and R1 when ``r1``. Returns ``"loss"`` and its parts for logging."""
+        """The discriminator block: real inputs against fakes made by the frozen denoiser, (pair view) the
+        mask-aware head's level-0 judgement of ``x0_hat``, and R1 when ``r1``. Returns ``"loss"`` and its parts for
+        logging, with each head's accuracy on this batch (:func:`~sard.training.losses.discriminator_accuracy`)."""
         x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
         x_prev, x_t = real_pair(batch, self.alphas_cumprod)
-        x_prev.requires_grad_(r1)
-        real = discriminator(x_prev, x_t, t, m, label)
+        clean = self.view == "clean"
+        real_input = (x0.detach() if clean else x_prev).requires_grad_(r1)
+        real = discriminator(real_input, t, m, label, x_t=None if clean else x_t)
         with torch.no_grad():
             x0_hat = denoiser(x_t, t, batch["z"][0], m, x0 * (1.0 - m), label)
-        fake = discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, 0), x_t, t, m, label)
+        fake = self._judge_fake(discriminator, batch, x0_hat, x_t, 0)
         parts = losses.discriminator_loss(real, fake, m, self.lambda_mask)
+        parts.update(losses.discriminator_accuracy(real, fake, m))
         loss = parts["loss"]
-        if self.lambda_x0 > 0 and self.mask_head:
+        if not clean and self.lambda_x0 > 0 and self.mask_head:
             # The mask-aware head also judges clean predictions against the real defect (at level 0).
             level0 = torch.zeros_like(t)
-            real0 = discriminator(x0, x_t, level0, m, label)[1]
-            fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), x_t, level0, m, label)[1]
+            real0 = discriminator(x0, level0, m, label, x_t=x_t)[1]
+            fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), level0, m, label, x_t=x_t)[1]
             parts["d_x0"] = losses.mask_head_loss(real0, m, True) + losses.mask_head_loss(fake0, m, False)
             loss = loss + self.lambda_x0 * parts["d_x0"]
         if r1:
             logit_sum = real[0].sum() + (real[1].sum() if real[1] is not None else 0.0)
-            parts["r1"] = losses.r1_penalty(logit_sum, x_prev)
+            parts["r1"] = losses.r1_penalty(logit_sum, real_input)
             # Lazy regularisation: applied every r1_every steps, scaled up by as much (StyleGAN2).
             loss = loss + self.r1_gamma / 2 * self.r1_every * parts["r1"]
         parts["loss"] = loss
         return parts
 
     def denoiser_loss(self, discriminator, denoiser, batch: dict) -> dict[str, torch.Tensor]:
-        """The denoiser block: fool both heads, and stay close to the real defect inside the mask. Returns
-        ``"loss"`` and its parts for logging."""
+        """The denoiser block: fool both heads, stay close to the real defect inside the mask and, with
+        ``lambda_ms``, give different fills for different latents. Returns ``"loss"`` and its parts for logging."""
         x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
-        _, x_t = real_pair(batch, self.alphas_cumprod)
-        x0_hat = denoiser(x_t, t, batch["z"][1], m, x0 * (1.0 - m), label)
-        fake = discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, 1), x_t, t, m, label)
-        parts = losses.generator_adversarial_loss(fake, m, self.lambda_mask)
-        loss = parts["loss"]
-        if self.lambda_x0 > 0 and self.mask_head:
-            fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), x_t, torch.zeros_like(t), m, label)[1]
-            parts["g_x0"] = losses.mask_head_loss(fake0, m, True)
-            loss = loss + self.lambda_x0 * parts["g_x0"]
-        parts["rec"] = losses.reconstruction_loss(x0_hat, x0, m)
-        parts["loss"] = loss + self.lambda_rec * parts["rec"]
+        x_t = real_pair(batch, self.alphas_cumprod)[1]
+        known = x0 * (1.0 - m)
+        x0_hat = denoiser(x_t, t, batch["z"][1], m, known, label)
+        loss = x0_hat.new_zeros(())
+        parts = {}
+        if self.lambda_adv > 0:
+            fake = self._judge_fake(discriminator, batch, x0_hat, x_t, 1)
+            parts = losses.generator_adversarial_loss(fake, m, self.lambda_mask)
+            loss = self.lambda_adv * parts["loss"]
+            if self.view == "pair" and self.lambda_x0 > 0 and self.mask_head:
+                fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), torch.zeros_like(t), m, label, x_t=x_t)[1]
+                parts["g_x0"] = losses.mask_head_loss(fake0, m, True)
+                loss = loss + self.lambda_adv * self.lambda_x0 * parts["g_x0"]
+        weight = self.alphas_cumprod[t].sqrt().to(x0.dtype) if self.rec_weighting == "snr" else None
+        parts["rec"] = losses.reconstruction_loss(x0_hat, x0, m, weight)
+        loss = loss + self.lambda_rec * parts["rec"]
+        if self.lambda_ms > 0:
+            other = denoiser(x_t, t, batch["z"][0], m, known, label)
+            parts["ms"] = losses.mode_seeking_ratio(x0_hat, other, batch["z"][1], batch["z"][0], m)
+            loss = loss - self.lambda_ms * parts["ms"]
+        parts["loss"] = loss
         return parts

@@ -52,9 +52,44 @@ def generator_adversarial_loss(
     return {"loss": global_loss + lambda_mask * mask_loss, "g_global": global_loss, "g_mask": mask_loss}
 
 
-def reconstruction_loss(x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``masked_mean(|x0_hat - x_a|, m)``: anchors the fill to the real defect's colour and shape early on."""
-    return masked_mean((x0_hat - x0).abs(), mask)
+def reconstruction_loss(
+    x0_hat: torch.Tensor, x0: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``masked_mean(w * |x0_hat - x0|, m)``: anchors the fill to the real defect's colour and shape.
+    ``weight``: `(B,)` per-sample weights ``w`` (None: 1)."""
+    error = (x0_hat - x0).abs()
+    if weight is not None:
+        error = error * weight.reshape(-1, *([1] * (error.ndim - 1)))
+    return masked_mean(error, mask)
+
+
+def mode_seeking_ratio(
+    x0_hat: torch.Tensor, other: torch.Tensor, z: torch.Tensor, other_z: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """``masked_mean(|G(z1) - G(z2)|, m) / mean(|z1 - z2|)`` (Mao et al. 2019, MSGAN): how far two latents move
+    the fill, per unit of latent distance. The denoiser maximises it so that it does not ignore ``z``."""
+    return masked_mean((x0_hat - other).abs(), mask) / (z - other_z).abs().mean().clamp(min=1e-8)
+
+
+def pooled_mask_logits(mask_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`(B,)`: each image's mask-aware logits averaged over its mask and border (see :func:`logit_mask`)."""
+    cells = logit_mask(mask, mask_logits)
+    return (mask_logits * cells).flatten(1).sum(1) / cells.flatten(1).sum(1).clamp(min=1.0)
+
+
+def discriminator_accuracy(
+    real: tuple[torch.Tensor, torch.Tensor | None], fake: tuple[torch.Tensor, torch.Tensor | None], mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The share of real inputs each head scores above 0 and of fakes it scores below: ``acc_global``,
+    ``acc_mask`` (the mask-aware logits pooled over the mask), each the mean of its real and fake accuracy."""
+    def accuracy(real_logits, fake_logits):
+        return ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2
+
+    parts = {"acc_global": accuracy(real[0].detach(), fake[0].detach())}
+    if real[1] is not None:
+        parts["acc_mask"] = accuracy(pooled_mask_logits(real[1].detach(), mask),
+                                     pooled_mask_logits(fake[1].detach(), mask))
+    return parts
 
 
 def r1_penalty(logits_sum: torch.Tensor, real_input: torch.Tensor) -> torch.Tensor:

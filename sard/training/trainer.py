@@ -49,6 +49,8 @@ def build_models(config: TrainConfig, defect_types: list[str]):
         num_train_timesteps=config.num_timesteps,
         num_defect_types=len(defect_types),
         mask_head=config.mask_head,
+        view=config.disc_view,
+        high_pass_scale=config.high_pass_scale,
     )
     scheduler = SARDScheduler(config.num_timesteps, config.beta_min, config.beta_max)
     return denoiser, discriminator, scheduler
@@ -145,6 +147,14 @@ def train(config: TrainConfig) -> None:
     augmentation = Augmentation(config.hflip, config.vflip, config.rotate90, config.scale_jitter)
     examples = load_examples([a for items in train_used.values() for a in items], defect_types, config.resolution)
     batches = CropBatches(examples, config.crop_size, augmentation, config.seed)
+    # One fixed batch of held-out crops (and of its noises): accuracies from step to step compare.
+    empty = set(dataset.empty_masks)
+    held_out_used = [a for items in held_out.values() for a in items if a not in empty]
+    held_out_batch = None
+    if config.held_out_every and held_out_used:
+        held_out_examples = load_examples(held_out_used, defect_types, config.resolution)
+        crops = CropBatches(held_out_examples, config.crop_size, augmentation, config.seed + 1)
+        held_out_batch = crops.batch(0, config.held_out_crops)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_run_files(output_dir, config, dataset, train_split, held_out)
@@ -159,6 +169,15 @@ def train(config: TrainConfig) -> None:
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas)
     start_step, wall_before = 0, 0.0
     resume_from = checkpoints.resolve_resume(config.resume, output_dir)
+    if config.init_from and resume_from is None:
+        initial = SARDDenoiser.from_pretrained(Path(config.init_from) / "denoiser")
+        if dict(initial.config) != dict(denoiser.config):
+            raise ConfigError(f"init_from {config.init_from}: its denoiser is not the network this config builds "
+                              "(channels, latent_dim, defect types and num_timesteps must match).")
+        denoiser.load_state_dict(initial.state_dict())
+        ema = EMAModel(denoiser.parameters(), decay=config.ema_max_decay, use_ema_warmup=True,
+                       inv_gamma=1.0, power=config.ema_power)
+        accelerator.print(f"Starting from the denoiser of {config.init_from}.")
     if resume_from is not None:
         info, tensors, objects = checkpoints.load_state(resume_from)
         denoiser.load_state_dict(tensors["denoiser"])
@@ -171,6 +190,9 @@ def train(config: TrainConfig) -> None:
         accelerator.print(f"Resuming from {resume_from} at step {start_step}.")
     denoiser, discriminator, opt_g, opt_d = accelerator.prepare(denoiser, discriminator, opt_g, opt_d)
     dmg = DMGLoss.from_config(config, scheduler.alphas_cumprod.to(accelerator.device))
+    if held_out_batch is not None:
+        held_out_batch = dmg.micro_batches(held_out_batch, 1, torch.Generator().manual_seed(config.seed + 1),
+                                           accelerator.device)[0]
     if accelerator.is_main_process:
         accelerator.init_trackers("tensorboard")
     log = LossLog(output_dir / "losses.csv", start_step)
@@ -239,6 +261,10 @@ def train(config: TrainConfig) -> None:
         if step % config.log_every == 0 or step == config.max_steps:
             row = {"step": step, "wall_seconds": round(wall, 1), "d_loss": d_logs.pop("loss"),
                    "g_loss": g_logs.pop("loss"), **d_logs, **g_logs, "ema_decay": ema.cur_decay_value or 0.0}
+            if held_out_batch is not None and step % config.held_out_every == 0:
+                judge, generate = accelerator.unwrap_model(discriminator), accelerator.unwrap_model(denoiser)
+                row.update({f"held_out_{k}": v for k, v in dmg.accuracy_by_level(judge, generate,
+                                                                                  held_out_batch).items()})
             accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step)
             if accelerator.is_main_process:
                 log.add(row)
