@@ -56,6 +56,11 @@ def build_models(config: TrainConfig, defect_types: list[str]):
     return denoiser, discriminator, scheduler
 
 
+def _network_config(model) -> dict:
+    """A model's ``register_to_config`` arguments, comparable across a save and a load (lists, not tuples)."""
+    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in model.config.items() if not k.startswith("_")}
+
+
 def step_generator(seed: int, step: int, process_index: int) -> torch.Generator:
     """The random stream of one training step: a pure function of (seed, step, process)."""
     entropy = np.random.SeedSequence([seed, step, process_index]).generate_state(1)[0]
@@ -171,7 +176,7 @@ def train(config: TrainConfig) -> None:
     resume_from = checkpoints.resolve_resume(config.resume, output_dir)
     if config.init_from and resume_from is None:
         initial = SARDDenoiser.from_pretrained(Path(config.init_from) / "denoiser")
-        if dict(initial.config) != dict(denoiser.config):
+        if _network_config(initial) != _network_config(denoiser):
             raise ConfigError(f"init_from {config.init_from}: its denoiser is not the network this config builds "
                               "(channels, latent_dim, defect types and num_timesteps must match).")
         denoiser.load_state_dict(initial.state_dict())
