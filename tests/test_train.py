@@ -291,3 +291,29 @@ def test_bad_data_stops_the_script_before_it_writes_anything(tmp_path):
     with pytest.raises(DatasetError, match="category 'bottle'.*--category"):
         train(parse_args(_args(bad, output_dir, "--category", "bottle")))
     assert not output_dir.exists()
+
+
+def test_clean_view_warm_up_from_a_pipeline_trains_the_discriminator_alone(data, tmp_path):
+    """--init_from starts from a pipeline's denoiser; during --disc_warmup_steps only the discriminator moves; the
+    loss log has each head's accuracy on the held-out crops at every level."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    train(parse_args(_args(data, first, "--max_steps", "2")))
+    options = ["--init_from", str(first), "--disc_view", "clean", "--disc_warmup_steps", "2", "--max_steps", "2",
+               "--held_out_every", "1", "--lambda_ms", "0.1", "--rec_weighting", "snr"]
+    train(parse_args(_args(data, second, *options)))
+    start = load_file(first / "denoiser" / "diffusion_pytorch_model.safetensors")
+    after = load_file(second / "checkpoint-2" / "training_state" / "denoiser.safetensors")
+    assert start.keys() == after.keys() and all(torch.equal(start[k], after[k]) for k in start)
+    with open(second / "losses.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    levels = range(1, 5)
+    for head in ("global", "mask"):
+        assert all(0.0 <= float(rows[-1][f"held_out_acc_{head}_t{t}"]) <= 1.0 for t in levels)
+    assert float(rows[-1]["d_loss"]) > 0 and rows[-1]["g_loss"] == "nan"  # no denoiser block yet
+
+
+def test_init_from_a_different_network_is_refused(data, tmp_path):
+    first = tmp_path / "first"
+    train(parse_args(_args(data, first, "--max_steps", "1")))
+    with pytest.raises(ConfigError, match="not the network this config builds"):
+        train(parse_args(_args(data, tmp_path / "second", "--init_from", str(first), "--latent_dim", "8")))

@@ -54,6 +54,8 @@ class TrainConfig:
     lambda_rec: float = 1.0  # masked L1 between x0_hat and x_a (0: adversarial losses only)
     rec_weighting: str = "flat"  # flat | snr: the L1 at level t weighted by sqrt(abar_t)
     lambda_ms: float = 0.0  # mode-seeking term (MSGAN; DFMGAN uses 0.1): different z, different fills
+    disc_warmup_steps: int = 0  # the first N steps train the discriminator alone (with init_from: against the
+    # starting denoiser, so that its first adversarial gradients carry signal)
     r1_gamma: float = 0.05
     r1_every: int = 4  # lazy R1 (StyleGAN2): the penalty every k steps, scaled by k
 
@@ -106,6 +108,8 @@ class TrainConfig:
                      "held_out_crops"):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.disc_warmup_steps < 0:
+            errors.append(f"disc_warmup_steps must not be negative, got {self.disc_warmup_steps}")
         if self.held_out_every < 0 or self.held_out_every % max(self.log_every, 1):
             errors.append(f"held_out_every must be 0 or a multiple of log_every ({self.log_every}), "
                           f"got {self.held_out_every}")

@@ -58,7 +58,8 @@ def build_models(config: TrainConfig, defect_types: list[str]):
 
 def _network_config(model) -> dict:
     """A model's ``register_to_config`` arguments, comparable across a save and a load (lists, not tuples)."""
-    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in model.config.items() if not k.startswith("_")}
+    items = model.config.items()
+    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in items if not k.startswith("_")}
 
 
 def step_generator(seed: int, step: int, process_index: int) -> torch.Generator:
@@ -248,24 +249,27 @@ def train(config: TrainConfig) -> None:
             add_logs(d_logs, parts, micro)
         opt_d.step()
 
-        # Denoiser block: fool both heads, stay close to the real defect inside the mask.
-        opt_g.zero_grad(set_to_none=True)
-        discriminator.requires_grad_(False)
+        # Denoiser block: fool both heads, stay close to the real defect inside the mask. During the warm-up the
+        # discriminator trains alone, so that the denoiser's first adversarial gradients already carry signal.
         g_logs = {}
-        for i, micro_batch in enumerate(micro_batches):
-            with accelerator.no_sync(denoiser) if i < micro - 1 else nullcontext():
-                with accelerator.autocast():
-                    parts = dmg.denoiser_loss(discriminator, denoiser, micro_batch)
-                accelerator.backward(parts["loss"] / micro)
-            add_logs(g_logs, parts, micro)
-        opt_g.step()
-        discriminator.requires_grad_(True)
-        ema.step(accelerator.unwrap_model(denoiser).parameters())
+        if step > config.disc_warmup_steps:
+            opt_g.zero_grad(set_to_none=True)
+            discriminator.requires_grad_(False)
+            for i, micro_batch in enumerate(micro_batches):
+                with accelerator.no_sync(denoiser) if i < micro - 1 else nullcontext():
+                    with accelerator.autocast():
+                        parts = dmg.denoiser_loss(discriminator, denoiser, micro_batch)
+                    accelerator.backward(parts["loss"] / micro)
+                add_logs(g_logs, parts, micro)
+            opt_g.step()
+            discriminator.requires_grad_(True)
+            ema.step(accelerator.unwrap_model(denoiser).parameters())
 
         wall = wall_before + time.monotonic() - session_start
         if step % config.log_every == 0 or step == config.max_steps:
             row = {"step": step, "wall_seconds": round(wall, 1), "d_loss": d_logs.pop("loss"),
-                   "g_loss": g_logs.pop("loss"), **d_logs, **g_logs, "ema_decay": ema.cur_decay_value or 0.0}
+                   "g_loss": g_logs.pop("loss", float("nan")), **d_logs, **g_logs,
+                   "ema_decay": ema.cur_decay_value or 0.0}
             if held_out_batch is not None and step % config.held_out_every == 0:
                 judge, generate = accelerator.unwrap_model(discriminator), accelerator.unwrap_model(denoiser)
                 row.update({f"held_out_{k}": v for k, v in dmg.accuracy_by_level(judge, generate,
@@ -273,7 +277,8 @@ def train(config: TrainConfig) -> None:
             accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step)
             if accelerator.is_main_process:
                 log.add(row)
-            progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", rec=f"{row['rec']:.3f}")
+            rec = row.get("rec", float("nan"))
+            progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", rec=f"{rec:.3f}")
         if step % config.sample_every == 0 and accelerator.is_main_process and rows:
             (output_dir / "samples").mkdir(exist_ok=True)
             pipe = export_pipeline()
