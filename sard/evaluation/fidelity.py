@@ -1,0 +1,354 @@
+"""Fidelity of a SARD model: held-out real masks painted into held-out normal images, at full resolution.
+
+What is painted and compared (per defect type of one category):
+
+- **Items.** Up to ``per_defect`` held-out anomalies of the protocol split (the first third of each type trains
+  the generator; these come from the other two thirds), empty masks left out, spread evenly over the type's
+  list sorted by file name. Each is paired with a held-out normal image (``test/good``; ``train/good``, with a
+  note, where a root has none), the one closest in size (ties go round the images).
+- **One pixel grid per pair.** Where the normal image has another size than the anomaly, the anomaly (image
+  and mask) is resized to the normal image's size (antialiased bilinear; the mask by area, a pixel in it if at
+  least half of it was), so that the real defect and the painted one have the very same mask, pixel for pixel,
+  and the same scale. On the real data sets the factor is 0.95-1.05 for most magnetic tiles; a ball screw of
+  770 x 322 is shrunk to 565 x 230 (0.73), never enlarged there.
+- **Painted.** ``pipe(image, mask).images``: the full-resolution output a user gets, in the normal image's
+  own mode; seed 0 of every item for the figures and the classifier test, ``seeds`` seeds for the first
+  ``diversity_masks`` items (spread evenly) for the diversity.
+
+The figures, all in grey levels (luma, 0-255) at the image's own scale, with
+:func:`~sard.evaluation.realism.defect_stats` (ring of ``ring_width`` pixels):
+
+- ``texture_ratio``: mean |Laplacian| inside the mask over that in the ring; per type the geometric mean of
+  the painted defects, against the real defects' p10, median and p90 (``texture_in_range``: p10 <= painted
+  <= p90).
+- ``contrast``: mean inside minus mean of the ring; per type the mean, against the real p10..p90.
+- ``diversity = seed_std / real_std``: ``seed_std`` is the per-pixel standard deviation across the seeds
+  (ddof 1, an unbiased variance per pixel) inside the mask, averaged over the mask and then over the items;
+  ``real_std`` is the real defects' spatial standard deviation of grey levels inside their masks (ddof 0),
+  averaged over the items. 1 would be a model whose fills vary from seed to seed as much as a real defect
+  varies across its own pixels.
+- ``c2st``: the classifier two-sample test of :mod:`.c2st` on real against painted crops (seed 0), per
+  category (mean held-out accuracy over the folds, and its spread); a defect type's row gives the held-out
+  accuracy of the category's classifiers on that type's crops.
+- ``background_max``: the largest |output - input| outside the mask over every output, in grey levels
+  (0-255 of the image's own range): 0 under the region constraint, bit for bit.
+
+Known biases (documented, not corrected): the real images are JPEG (magnetic_tile, ball_screw), so their
+defects carry JPEG's 8 x 8 artefacts and painted ones do not; the normal images' own JPEG artefacts stay
+outside the mask. The classifier sees the defect and ``context`` pixels around it only (see
+:func:`~sard.evaluation.c2st.defect_crop`): it can use the seam, not the wider background, which differs
+between anomalous and normal images for reasons that have nothing to do with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+
+from .. import image_io
+from ..datasets import Anomaly, DatasetError, DefectDataset, load_mask, load_rgb
+from . import c2st as c2st_module
+from . import realism
+
+C2ST_GOAL = 0.70  # issue #17: a classifier tells painted from real at most this often
+DIVERSITY_GOAL = 0.5  # issue #17: seed std at least half the real defects' spatial std
+COLUMNS = ("category", "defect", "n", "c2st", "c2st_std", "texture_ratio", "texture_real_p10",
+           "texture_real_median", "texture_real_p90", "texture_in_range", "contrast", "contrast_real_p10",
+           "contrast_real_median", "contrast_real_p90", "contrast_in_range", "seed_std", "real_std", "diversity",
+           "diversity_n", "seeds", "background_max", "meets_goals")
+ITEM_COLUMNS = ("defect", "j", "image", "mask", "canvas", "resized", "real_contrast", "real_texture_ratio",
+                "real_std", "contrast", "texture_ratio", "seed_std", "background_max", "c2st_real_correct",
+                "c2st_painted_correct")
+
+
+@dataclass(frozen=True)
+class FidelityItem:
+    """The j-th held-out anomaly of a defect type and the normal image its mask is painted into."""
+
+    defect: str
+    defect_index: int
+    j: int
+    anomaly: Anomaly
+    canvas: Path
+    diversity: bool  # painted with every seed, not only seed 0
+
+    def generator(self, seed: int, s: int) -> torch.Generator:
+        """The generator of seed ``s`` of this item (a function of ``(seed, type, j, s)`` only)."""
+        state = np.random.SeedSequence([seed, self.defect_index, self.j, s, 17]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(state))
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with PIL.Image.open(path) as image:  # reads the header only
+        return image.size
+
+
+def spread(count: int, wanted: int) -> np.ndarray:
+    """Up to ``wanted`` indices of ``range(count)`` spread evenly, first and last included."""
+    return np.unique(np.linspace(0, count - 1, min(wanted, count)).round().astype(int)) if count else np.zeros(0, int)
+
+
+def fidelity_items(dataset: DefectDataset, per_defect: int, diversity_masks: int,
+                   defect_types: list[str] | None = None) -> tuple[list[FidelityItem], list[str]]:
+    """The items (see the module docstring) and notes on what was left out or fell back.
+
+    Args:
+        per_defect: held-out anomalies per defect type, at most.
+        diversity_masks: of those, how many (spread evenly) are painted with every seed.
+        defect_types: the types to measure (default: all of the data set's).
+    """
+    notes = []
+    canvases = dataset.test_good
+    if not canvases:
+        canvases = dataset.train_good
+        notes.append(f"{dataset.root} has no held-out normal images (test/good): painted into the normal "
+                     "training images instead.")
+    if not canvases:
+        raise DatasetError(f"{dataset.root} has no normal images to paint the held-out masks into.")
+    sizes = np.log(np.array([_size(p) for p in canvases], dtype=np.float64))
+    _, held_out = dataset.split("protocol")
+    empty = set(dataset.empty_masks)
+    items = []
+    for d, defect in enumerate(dataset.defect_types):
+        if defect_types is not None and defect not in defect_types:
+            continue
+        candidates = [a for a in held_out.get(defect, []) if a not in empty and a.mask is not None]
+        if not candidates:
+            notes.append(f"{defect}: no held-out anomaly with a non-empty mask; not measured.")
+            continue
+        picks = spread(len(candidates), per_defect)
+        diverse = set(spread(len(picks), diversity_masks).tolist())
+        for j, index in enumerate(picks):
+            anomaly = candidates[int(index)]
+            distance = np.abs(sizes - np.log(np.array(_size(anomaly.image), dtype=np.float64))).sum(axis=1)
+            # The closest size; among equally close ones, item j takes the j-th (round the images).
+            ties = np.flatnonzero(distance <= distance.min() + 1e-12)
+            canvas = canvases[int(ties[j % len(ties)])]
+            items.append(FidelityItem(defect, d, j, anomaly, canvas, j in diverse))
+    return items, notes
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask resized to ``size = (width, height)``: a pixel is in it if at least half of its area was
+    (box filter), or, where that leaves nothing (a pit thinner than the new pixels), the pixel most covered."""
+    if mask.shape == (size[1], size[0]):
+        return mask.copy()
+    cover = np.asarray(PIL.Image.fromarray(mask.astype(np.float32)).resize(size, PIL.Image.BOX))
+    resized = cover >= 0.5
+    if not resized.any() and mask.any():
+        resized[np.unravel_index(int(np.argmax(cover)), cover.shape)] = True
+    return resized
+
+
+def grey_levels(image) -> np.ndarray:
+    """`(H, W)` float64 luma in grey levels 0-255 of an image of any mode or dtype (PIL, array, path)."""
+    decoded = image_io.decode_image(image)
+    return realism.luma(image_io.to_unit_rgb(decoded.pixels, decoded).astype(np.float64) * 255.0)
+
+
+def background_change(before, after, mask: np.ndarray) -> float:
+    """The largest |after - before| outside ``mask`` over the colour channels, in grey levels (0-255 of the
+    image's own range, so 16-bit images compare on the same scale)."""
+    a, b = image_io.decode_image(before), image_io.decode_image(after)
+    if a.pixels.shape != b.pixels.shape:
+        raise ValueError(f"The output {b.pixels.shape} does not have the input's shape {a.pixels.shape}.")
+    diff = np.abs(b.pixels.astype(np.float64) - a.pixels.astype(np.float64))[~mask]
+    return float(diff.max() / a.value_range * 255.0) if diff.size else 0.0
+
+
+def seed_std(outputs: list[np.ndarray], mask: np.ndarray) -> float:
+    """Per-pixel standard deviation across the seeds' `(H, W)` grey-level outputs (ddof 1), averaged over
+    ``mask``; NaN for fewer than two outputs."""
+    if len(outputs) < 2:
+        return math.nan
+    stack = np.stack(outputs)[:, mask].astype(np.float64)
+    deviation = stack - stack[:1]  # from the first seed: identical seeds give exactly 0
+    n = len(outputs)
+    variance = (np.square(deviation).sum(axis=0) - np.square(deviation.sum(axis=0)) / n) / (n - 1)
+    return float(np.sqrt(np.maximum(variance, 0.0)).mean())
+
+
+def spatial_std(gray: np.ndarray, mask: np.ndarray) -> float:
+    """Standard deviation of the grey levels inside ``mask`` (ddof 0): how much a real defect varies."""
+    return float(np.std(gray[mask]))
+
+
+def in_range(value: float, low: float, high: float) -> bool:
+    """``low <= value <= high``; False for a NaN anywhere."""
+    return bool(low <= value <= high)
+
+
+def percentiles(values) -> tuple[float, float, float]:
+    """p10, median and p90 (linear interpolation) of the finite values; NaNs when none."""
+    values = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if not values.size:
+        return math.nan, math.nan, math.nan
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    return float(p10), float(p50), float(p90)
+
+
+@dataclass
+class ItemResult:
+    """What one item gave: the real defect's figures, the painted one's (seed 0), the diversity, the
+    classifier's crops."""
+
+    item: FidelityItem
+    resized: bool
+    real: realism.DefectStats
+    real_std: float
+    painted: realism.DefectStats
+    seed_std: float
+    background_max: float
+    real_crop: np.ndarray
+    painted_crop: np.ndarray
+    real_gray: np.ndarray = field(repr=False, default=None)
+    painted_gray: np.ndarray = field(repr=False, default=None)
+    mask: np.ndarray = field(repr=False, default=None)
+
+
+def _load(path: Path) -> PIL.Image.Image:
+    with PIL.Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
+def real_on_canvas(item: FidelityItem, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The real anomaly's grey levels and mask on the canvas's pixel grid (``size = (width, height)``), and
+    whether it was resized."""
+    image, mask = _load(item.anomaly.image), load_mask(item.anomaly.mask)
+    if image.size == size:
+        return grey_levels(image), mask, False
+    rgb = load_rgb(item.anomaly.image)  # 8-bit RGB whatever the mode, then antialiased bilinear
+    return grey_levels(rgb.resize(size, PIL.Image.BILINEAR)), resize_mask(mask, size), True
+
+
+def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring_width: int = 3,
+                crop_size: int = 32, num_inference_steps: int | None = None, batch_size: int = 8,
+                keep_images: bool = False, progress=None) -> list[ItemResult]:
+    """Paint every item (seed 0, and ``seeds`` seeds for the diversity items) with ``pipe`` and measure it.
+
+    Args:
+        keep_images: keep the grey levels and masks in the results (for figures).
+        progress: called with the number of items done, if given.
+    """
+    jobs = [(i, s) for i, item in enumerate(items) for s in range(seeds if item.diversity else 1)]
+    prepared = {}
+    outputs: dict[int, list[np.ndarray]] = {i: [] for i in range(len(items))}
+    background = dict.fromkeys(range(len(items)), 0.0)
+    results = []
+    done = 0
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start : start + batch_size]
+        for i, _ in batch:
+            if i not in prepared:
+                canvas = _load(items[i].canvas)
+                real_gray, mask, resized = real_on_canvas(items[i], canvas.size)
+                prepared[i] = (canvas, real_gray, mask, resized)
+        images = pipe(
+            [prepared[i][0] for i, _ in batch], [prepared[i][2] for i, _ in batch],
+            defect=[items[i].defect for i, _ in batch], generator=[items[i].generator(seed, s) for i, s in batch],
+            num_inference_steps=num_inference_steps,
+        ).images
+        for (i, _), image in zip(batch, images):
+            canvas, _, mask, _ = prepared[i]
+            outputs[i].append(grey_levels(image))
+            background[i] = max(background[i], background_change(canvas, image, mask))
+        finished = sorted({i for i, _ in batch if all(j[0] != i for j in jobs[start + len(batch) :])})
+        for i in finished:
+            canvas, real_gray, mask, resized = prepared.pop(i)
+            painted_gray = outputs[i][0]
+            results.append(ItemResult(
+                items[i], resized, realism.defect_stats(real_gray, mask, ring_width), spatial_std(real_gray, mask),
+                realism.defect_stats(painted_gray, mask, ring_width), seed_std(outputs.pop(i), mask),
+                background[i], c2st_module.defect_crop(real_gray, mask, crop_size, ring_width=ring_width),
+                c2st_module.defect_crop(painted_gray, mask, crop_size, ring_width=ring_width),
+                real_gray if keep_images else None, painted_gray if keep_images else None,
+                mask if keep_images else None,
+            ))
+            done += 1
+            if progress is not None:
+                progress(done)
+    return results
+
+
+def run_c2st(results: list[ItemResult], folds: int = 5, seed: int = 0, steps: int = 200):
+    """The classifier two-sample test on the results' crops, each real crop paired with its painted one."""
+    real = np.stack([r.real_crop for r in results])
+    painted = np.stack([r.painted_crop for r in results])
+    groups = np.arange(len(results))
+    return c2st_module.c2st(real, painted, groups, groups, folds=folds, seed=seed, steps=steps)
+
+
+def _geomean(values) -> float:
+    values = [v for v in values if math.isfinite(v) and v > 0]
+    return float(np.exp(np.mean(np.log(values)))) if values else math.nan
+
+
+def _mean(values) -> float:
+    values = [v for v in values if math.isfinite(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def summary_row(category: str, defect: str, results: list[ItemResult], c2st: float, c2st_std: float,
+                seeds: int) -> dict:
+    """One row of ``fidelity.csv`` (see :data:`COLUMNS` and the module docstring) for a group of results."""
+    texture = _geomean(r.painted.texture_ratio for r in results)
+    contrast = _mean(r.painted.contrast for r in results)
+    t10, t50, t90 = percentiles(r.real.texture_ratio for r in results)
+    c10, c50, c90 = percentiles(r.real.contrast for r in results)
+    diverse = [r for r in results if math.isfinite(r.seed_std)]
+    seed_spread = _mean(r.seed_std for r in diverse)
+    real_spread = _mean(r.real_std for r in results)
+    diversity = seed_spread / real_spread if real_spread > 0 else math.nan
+    background = max((r.background_max for r in results), default=math.nan)
+    row = {"category": category, "defect": defect, "n": len(results), "c2st": c2st, "c2st_std": c2st_std,
+           "texture_ratio": texture, "texture_real_p10": t10, "texture_real_median": t50, "texture_real_p90": t90,
+           "texture_in_range": in_range(texture, t10, t90), "contrast": contrast, "contrast_real_p10": c10,
+           "contrast_real_median": c50, "contrast_real_p90": c90, "contrast_in_range": in_range(contrast, c10, c90),
+           "seed_std": seed_spread, "real_std": real_spread, "diversity": diversity, "diversity_n": len(diverse),
+           "seeds": seeds if diverse else 1, "background_max": background}
+    row["meets_goals"] = bool(row["texture_in_range"] and diversity >= DIVERSITY_GOAL and background == 0)
+    return row
+
+
+def fidelity_rows(category: str, results: list[ItemResult], c2st_result, seeds: int) -> list[dict]:
+    """One row per defect type (in the results' order) and a row ``all`` for the category.
+
+    A type's ``c2st`` is the held-out accuracy on its crops of the category's classifiers (``c2st_std`` NaN);
+    the category row has the test's mean and spread over folds. A type meets the goals when its texture ratio
+    is inside the real p10..p90, its diversity is at least :data:`DIVERSITY_GOAL` and the background is exact;
+    the category when every type does and ``c2st`` is at most :data:`C2ST_GOAL`.
+    """
+    n = len(results)
+    defects = list(dict.fromkeys(r.item.defect for r in results))
+    rows = []
+    for defect in defects:
+        index = np.array([i for i, r in enumerate(results) if r.item.defect == defect])
+        accuracy = c2st_result.accuracy_of(np.concatenate([index, index + n])) if c2st_result else math.nan
+        rows.append(summary_row(category, defect, [results[i] for i in index], accuracy, math.nan, seeds))
+    accuracy, spread = (c2st_result.accuracy, c2st_result.std) if c2st_result else (math.nan, math.nan)
+    total = summary_row(category, "all", results, accuracy, spread, seeds)
+    total["meets_goals"] = bool(all(r["meets_goals"] for r in rows) and accuracy <= C2ST_GOAL
+                                and total["background_max"] == 0)
+    return [*rows, total]
+
+
+def item_rows(results: list[ItemResult], c2st_result) -> list[dict]:
+    """One row per item of ``fidelity_items.csv`` (see :data:`ITEM_COLUMNS`)."""
+    n, rows = len(results), []
+    for i, r in enumerate(results):
+        rows.append({
+            "defect": r.item.defect, "j": r.item.j, "image": str(r.item.anomaly.image),
+            "mask": str(r.item.anomaly.mask), "canvas": str(r.item.canvas), "resized": r.resized,
+            "real_contrast": r.real.contrast, "real_texture_ratio": r.real.texture_ratio, "real_std": r.real_std,
+            "contrast": r.painted.contrast, "texture_ratio": r.painted.texture_ratio, "seed_std": r.seed_std,
+            "background_max": r.background_max,
+            "c2st_real_correct": bool(c2st_result.correct[i]) if c2st_result else "",
+            "c2st_painted_correct": bool(c2st_result.correct[i + n]) if c2st_result else "",
+        })
+    return rows

@@ -1,0 +1,266 @@
+"""The fidelity instrument of issue #17: its figures against closed forms, the classifier two-sample test on
+samples it must and must not tell apart, and train/fidelity.py end to end on a tiny data set and pipeline."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import box_mask, make_pipeline
+from fixtures import make_dataset
+
+from sard.datasets import read_dataset
+from sard.evaluation import c2st, fidelity, fidelity_report
+from sard.evaluation.realism import defect_stats
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("_sard_fidelity", REPO_ROOT / "train" / "fidelity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the figures against closed forms ---------------------------------------------------------------------
+
+
+def test_texture_ratio_of_a_checkerboard_in_a_flat_ring_and_of_the_same_texture_everywhere():
+    # A +-a checkerboard has |Laplacian| = 8a away from its edges; the same pattern everywhere gives ratio 1.
+    a, size = 5.0, 24
+    board = a * (np.indices((size, size)).sum(axis=0) % 2 * 2 - 1) + 100.0
+    mask = np.zeros((size, size), dtype=bool)
+    mask[8:16, 8:16] = True
+    assert defect_stats(board, mask, ring_width=3).texture_ratio == pytest.approx(1.0)
+    np.testing.assert_allclose(defect_stats(board, mask).texture_inside, 8 * a)
+    half = np.where(mask, board, 100.0)  # flat outside: the ring only sees the seam, so the ratio is > 1
+    assert defect_stats(half, mask).texture_ratio > 4
+
+
+def test_seed_std_is_zero_for_identical_seeds_and_follows_the_closed_form_for_two():
+    rng = np.random.default_rng(0)
+    mask = box_mask(16, 16)
+    image = rng.uniform(0, 255, (16, 16))
+    assert fidelity.seed_std([image, image.copy(), image.copy()], mask) == 0.0
+    shifted = image + np.where(mask, 6.0, 0.0)  # two seeds that differ by c inside: std (ddof 1) = c / sqrt(2)
+    assert fidelity.seed_std([image, shifted], mask) == pytest.approx(6.0 / math.sqrt(2))
+    assert math.isnan(fidelity.seed_std([image], mask))
+
+
+def test_spatial_std_of_a_two_level_defect():
+    gray = np.zeros((4, 4))
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[:2, :2] = True
+    gray[0, :2], gray[1, :2] = 10.0, 30.0  # half at 10, half at 30: std = 10
+    assert fidelity.spatial_std(gray, mask) == pytest.approx(10.0)
+
+
+def test_percentiles_and_range_membership():
+    p10, p50, p90 = fidelity.percentiles(np.arange(11.0).tolist() + [math.nan])
+    assert (p10, p50, p90) == (1.0, 5.0, 9.0)
+    assert fidelity.in_range(1.0, p10, p90) and fidelity.in_range(9.0, p10, p90)
+    assert not fidelity.in_range(0.99, p10, p90) and not fidelity.in_range(9.01, p10, p90)
+    assert not fidelity.in_range(math.nan, p10, p90)
+    assert all(math.isnan(v) for v in fidelity.percentiles([math.nan]))
+
+
+def test_background_change_in_grey_levels_of_the_images_own_range():
+    before = np.full((6, 6, 3), 100, dtype=np.uint8)
+    mask = box_mask(6, 6)
+    after = before.copy()
+    after[mask] = 0  # inside: not counted
+    assert fidelity.background_change(before, after, mask) == 0.0
+    after[0, 0, 1] = 103
+    assert fidelity.background_change(before, after, mask) == 3.0
+    wide = np.full((6, 6), 1000, dtype=np.uint16)
+    moved = wide.copy()
+    moved[0, 0] = 1000 + 257  # one 8-bit grey level in 16 bits
+    assert fidelity.background_change(wide, moved, mask) == pytest.approx(1.0)
+
+
+def test_resize_mask_keeps_the_area_and_thin_pits():
+    mask = np.zeros((20, 40), dtype=bool)
+    mask[4:12, 8:24] = True
+    half = fidelity.resize_mask(mask, (20, 10))
+    assert half.shape == (10, 20) and half.sum() == mask.sum() / 4
+    pit = np.zeros((20, 40), dtype=bool)
+    pit[7, 13] = True  # a quarter of a new pixel: under the half-area rule, kept as the most covered pixel
+    assert fidelity.resize_mask(pit, (20, 10)).sum() == 1
+    assert fidelity.resize_mask(mask, (40, 20)) is not mask and (fidelity.resize_mask(mask, (40, 20)) == mask).all()
+
+
+# --- the classifier two-sample test ---------------------------------------------------------------------
+
+
+def _box_blur(x: np.ndarray, k: int = 5) -> np.ndarray:
+    p = np.pad(x, k // 2, mode="edge")
+    return sum(p[dy : dy + x.shape[0], dx : dx + x.shape[1]] for dy in range(k) for dx in range(k)) / k**2
+
+
+def _crops(rng: np.random.Generator, n: int, kind: str, size: int = 16) -> np.ndarray:
+    """Defects on a noisy surface: filled with white noise, or with the same noise blurred (same variance)."""
+    out = []
+    for _ in range(n):
+        gray = 100 + rng.normal(0, 8, (24, 24))
+        mask = np.zeros((24, 24), dtype=bool)
+        r, c = rng.integers(4, 12, 2)
+        mask[r : r + 8, c : c + 8] = True
+        fill = rng.normal(0, 20, (24, 24))
+        if kind == "blurred":
+            fill = _box_blur(fill) * 5  # a 5 x 5 box blur divides the std by 5
+        out.append(c2st.defect_crop(np.where(mask, gray - 30 + fill, gray), mask, size=size))
+    return np.stack(out)
+
+
+def test_defect_crop_hides_the_surroundings_and_subtracts_the_ring_level():
+    gray = np.full((40, 40), 90.0)
+    gray[:, 30:] = 250.0  # far from the mask: hidden
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[10:14, 10:14] = True
+    gray[mask] = 58.0  # 32 below the ring
+    crop = c2st.defect_crop(gray, mask, size=16, margin=0.25, min_side=16, context=1)
+    assert crop.shape == (2, 16, 16) and crop.dtype == np.float32
+    inside = crop[1] > 0
+    np.testing.assert_allclose(crop[0][inside].min(), -32 / c2st.GREY_SCALE, atol=1e-6)
+    assert (crop[0][~inside] <= 0).all() and crop[0].max() <= 1e-6  # nothing of the bright band survives
+    with pytest.raises(ValueError, match="empty"):
+        c2st.defect_crop(gray, np.zeros_like(mask))
+
+
+def test_group_folds_keep_groups_together_and_cover_every_sample():
+    groups = np.repeat(np.arange(7), 2)
+    folds = c2st.group_folds(groups, 3, seed=0)
+    assert len(folds) == 3 and sorted(np.concatenate(folds).tolist()) == list(range(14))
+    for fold in folds:
+        assert set(groups[fold]).isdisjoint(set(groups[np.setdiff1d(np.arange(14), fold)]))
+    assert len(c2st.group_folds(np.arange(2), 5, seed=0)) == 2
+
+
+def test_c2st_is_near_chance_on_one_distribution_and_near_one_on_blurred_against_noisy():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    same = c2st.c2st(_crops(rng, 32, "noisy"), _crops(rng, 32, "noisy"), folds=4, seed=0, steps=60, width=8)
+    apart = c2st.c2st(_crops(rng, 32, "blurred"), _crops(rng, 32, "noisy"), folds=4, seed=0, steps=60, width=8)
+    assert 0.3 <= same.accuracy <= 0.7, same.fold_accuracies
+    assert apart.accuracy >= 0.85, apart.fold_accuracies
+    assert len(apart.fold_accuracies) == 4 and apart.correct.shape == (64,)
+    assert apart.accuracy_of(np.arange(32)) == pytest.approx(apart.correct[:32].mean())
+
+
+def test_c2st_is_deterministic_and_leaves_the_global_random_state_alone():
+    rng = np.random.default_rng(1)
+    real, fake = _crops(rng, 8, "blurred", size=8), _crops(rng, 8, "noisy", size=8)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    first = c2st.c2st(real, fake, folds=2, seed=3, steps=5)
+    assert torch.rand(1) == before
+    second = c2st.c2st(real, fake, folds=2, seed=3, steps=5)
+    assert first.fold_accuracies == second.fold_accuracies
+    np.testing.assert_array_equal(first.correct, second.correct)
+    with pytest.raises(ValueError, match="at least 2"):
+        c2st.c2st(real[:1], fake, steps=1)
+
+
+# --- items and the command end to end -------------------------------------------------------------------
+
+
+def test_items_come_from_the_held_out_split_and_the_held_out_normals(tmp_path):
+    data = make_dataset(tmp_path, defects={"a": 9, "b": 6}, n_good=3)
+    dataset = read_dataset(data.data_root, data.category)
+    items, notes = fidelity.fidelity_items(dataset, per_defect=4, diversity_masks=2)
+    _, held_out = dataset.split("protocol")
+    assert not notes
+    assert [i.defect for i in items] == ["a"] * 4 + ["b"] * 4
+    for item in items:
+        assert item.anomaly in held_out[item.defect] and item.canvas in dataset.test_good
+    assert [i.diversity for i in items if i.defect == "a"] == [True, False, False, True]
+    assert len({i.canvas for i in items}) == 3  # equal sizes: the ties go round the normal images
+    dataset.test_good = []
+    items, notes = fidelity.fidelity_items(dataset, per_defect=2, diversity_masks=0, defect_types=["b"])
+    assert {i.canvas for i in items} <= set(dataset.train_good) and "no held-out normal images" in notes[0]
+    assert [i.defect for i in items] == ["b", "b"] and not any(i.diversity for i in items)
+
+
+def test_real_anomaly_is_moved_onto_the_canvas_grid(tmp_path):
+    data = make_dataset(tmp_path, defects={"a": 3}, n_good=1, size=(40, 48))
+    dataset = read_dataset(data.data_root, data.category)
+    item = fidelity.fidelity_items(dataset, 1, 0)[0][0]
+    gray, mask, resized = fidelity.real_on_canvas(item, (48, 40))
+    assert not resized and gray.shape == mask.shape == (40, 48)
+    gray, mask, resized = fidelity.real_on_canvas(item, (24, 20))
+    assert resized and gray.shape == mask.shape == (20, 24) and mask.any()
+    np.testing.assert_allclose(gray[mask].mean(), fidelity.grey_levels(item.anomaly.image)[
+        fidelity.resize_mask(mask, (48, 40))].mean(), atol=25)  # the bright defect stays bright
+
+
+def test_command_end_to_end_on_a_tiny_data_set(tmp_path, capsys):
+    torch.set_num_threads(1)
+    data = make_dataset(tmp_path / "data", defects={"a": 6, "b": 6}, n_good=3, mode="L")
+    make_pipeline().save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(tmp_path / "ckpt"), "--data_root", str(data.data_root), "--category", data.category,
+            "--output_dir", str(out), "--masks_per_type", "3", "--diversity_masks", "2", "--seeds", "3",
+            "--c2st_steps", "3", "--folds", "3"]
+    rows = _script().main(args)
+    printed = capsys.readouterr().out
+    with open(out / "fidelity.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        assert tuple(reader.fieldnames) == fidelity.COLUMNS
+        assert [r["defect"] for r in reader] == ["a", "b", "all"]
+    read = fidelity_report.read_fidelity_csv(out / "fidelity.csv")
+    assert [r["n"] for r in read] == [3, 3, 6] and [r["diversity_n"] for r in read] == [2, 2, 4]
+    assert all(r["seeds"] == 3 and r["background_max"] == 0.0 for r in read)  # the region constraint: exact
+    assert all(r["diversity"] > 0 and r["real_std"] > 0 for r in read)  # an untrained model's fills do vary
+    assert 0.0 <= read[-1]["c2st"] <= 1.0 and math.isfinite(read[-1]["c2st_std"])
+    assert all(isinstance(r["texture_in_range"], bool) for r in read)
+    for row, written in zip(rows, read):
+        for key, value in row.items():
+            assert value == (pytest.approx(written[key], nan_ok=True) if isinstance(value, float) else written[key])
+    assert fidelity_report.markdown_table(read) in printed and "C2ST" in printed
+    assert (out / "fidelity.md").read_text().count("\n| ") == 4  # header, two types and the category
+    with open(out / "fidelity_items.csv", newline="") as file:
+        items = list(csv.DictReader(file))
+    assert len(items) == 6 and {i["resized"] for i in items} == {"False"}
+    assert sum(i["seed_std"] != "nan" for i in items) == 4
+    assert PIL.Image.open(out / "c2st_crops.png").size[0] > 6 * 32
+    # Rerunning gives the same figures: everything is seeded.
+    _script().main([*args, "--output_dir", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "fidelity.csv").read_bytes() == (out / "fidelity.csv").read_bytes()
+
+
+def test_command_refuses_bad_arguments_with_a_message(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", defects={"a": 6}, n_good=1)
+    make_pipeline().save_pretrained(tmp_path / "ckpt")
+    base = ["--checkpoint", str(tmp_path / "ckpt"), "--data_root", str(data.data_root), "--category",
+            data.category, "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        _script().main([*base, "--seeds", "1"])
+    assert "--seeds must be at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="not in"):
+        _script().main([*base, "--defects", "zzz"])
+    with pytest.raises(SystemExit, match="No data set folder"):
+        _script().main([*base[:4], "--category", "missing", *base[6:]])
+
+
+def test_markdown_table_marks_what_is_out_of_range():
+    row = {"category": "c", "defect": "a", "n": 4, "c2st": 0.9, "c2st_std": math.nan, "texture_ratio": 0.7,
+           "texture_real_p10": 1.04, "texture_real_median": 1.2, "texture_real_p90": 1.5, "texture_in_range": False,
+           "contrast": -10.0, "contrast_real_p10": -30.0, "contrast_real_median": -20.0, "contrast_real_p90": -5.0,
+           "contrast_in_range": True, "seed_std": 2.0, "real_std": 8.0, "diversity": 0.25, "diversity_n": 4,
+           "seeds": 4, "background_max": 0.0, "meets_goals": False}
+    table = fidelity_report.markdown_table([row, {**row, "defect": "all", "c2st_std": 0.05}])
+    lines = table.splitlines()
+    assert lines[2] == ("| a | 4 | 0.90 | 0.70 (1.04–1.50) | **no** | -10.0 (-30.0 to -5.0) | yes "
+                        "| 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 |")
+    assert re.match(r"\| \*\*all\*\* \| 4 \| 0\.90 ± 0\.05 \|", lines[3])
+    goals = fidelity_report.goals_summary([row, {**row, "defect": "all"}])
+    assert "C2ST 0.90 (goal <= 0.70): not met" in goals and "not met (a)" in goals
