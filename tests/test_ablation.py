@@ -19,10 +19,11 @@ import yaml
 from conftest import box_mask, make_pipeline, seeded
 from fixtures import make_dataset
 
-from sard.datasets import read_dataset
+from sard.config import ConfigError, load
+from sard.datasets import load_mask, read_dataset
 from sard.evaluation import ablation_report, probe
-from sard.evaluation.ablation import VARIANTS, AblationError, load_ablation_config, parse_variants
-from sard.training.config import load_config
+from sard.evaluation.ablation import VARIANTS, load_ablation_config, parse_variants
+from sard.training.config import TrainConfig
 from sard.training.trainer import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def test_each_variant_turns_one_switch(data, tmp_path):
 
 def test_a_variant_that_is_the_base_recipe_is_refused(data, tmp_path):
     config = load_ablation_config(_config(tmp_path, train={"lambda_rec": 0.0}))
-    with pytest.raises(AblationError, match="lambda_rec = 0.0: lambda_rec_0 would be the base model"):
+    with pytest.raises(ConfigError, match="lambda_rec = 0.0: lambda_rec_0 would be the base model"):
         config.training(VARIANTS["lambda_rec_0"], data.data_root, data.category, tmp_path / "m")
 
 
@@ -202,13 +203,13 @@ def test_working_crop_is_the_pipelines_crop(rng):
 def test_synthesis_and_harness_pass_the_sampling_switches_on(data, tmp_path):
     """train/synthesize.py and the harness's config carry the sampling switches to the pipeline; sets and runs
     made before the switches existed (the defaults) keep their identity."""
-    from sard.evaluation.config import load_config as load_eval_config
+    from sard.evaluation.config import EvalConfig
     from sard.synthesis import SynthesisSettings
     from sard.synthesis.writer import read_manifest
 
     assert "background" not in SynthesisSettings("sard", 1).identity()
-    assert "region_constraint" not in load_eval_config(None).identity()
-    assert load_eval_config(None, {"background": "noised"}).identity()["background"] == "noised"
+    assert "region_constraint" not in load(EvalConfig).identity()
+    assert load(EvalConfig, None, {"background": "noised"}).identity()["background"] == "noised"
     checkpoint = tmp_path / "ckpt"
     make_pipeline().save_pretrained(checkpoint)
     synthesize = _script("synthesize")
@@ -224,7 +225,7 @@ def test_synthesis_and_harness_pass_the_sampling_switches_on(data, tmp_path):
         sets[name] = {r["image"].split("/")[-1] + r["defect"]: np.asarray(PIL.Image.open(r["image"]))
                       for r in read_manifest(root) if r["mask"]}
         for record in (r for r in read_manifest(root) if r["mask"]):
-            mask = np.asarray(PIL.Image.open(record["mask"])) > 127
+            mask = load_mask(record["mask"])
             out, source = np.asarray(PIL.Image.open(record["image"])), np.asarray(PIL.Image.open(record["source"]))
             np.testing.assert_array_equal(out[~mask], source[~mask])
         assert {k: identity.get(k) for k in ("background", "region_constraint")} == {
@@ -317,15 +318,15 @@ def test_config_files(tmp_path):
         config = load_ablation_config(CONFIGS / name)
         assert Path(config.train_config).is_file() and Path(config.eval_config).is_file()
         config.evaluation()
-        load_config(config.train_config, {**config.train, "data_root": str(tmp_path)})
+        load(TrainConfig, config.train_config, {**config.train, "data_root": str(tmp_path)})
     bad = tmp_path / "bad.yaml"
     bad.write_text("train_config: debug.yaml\nprobes: 3\n")
-    with pytest.raises(AblationError, match="unknown key.*probes.*missing eval_config"):
+    with pytest.raises(ConfigError, match="Unknown config key.*probes.*missing config key.*eval_config"):
         load_ablation_config(bad)
     bad.write_text("train_config: debug.yaml\neval_config: eval-cpu-128.yaml\neval: {background: noised}\n")
-    with pytest.raises(AblationError, match="eval sets background, which each variant sets for itself"):
+    with pytest.raises(ConfigError, match="eval sets background, which each variant sets for itself"):
         load_ablation_config(bad)
-    with pytest.raises(AblationError, match="Unknown variant"):
+    with pytest.raises(ConfigError, match="Unknown variant"):
         parse_variants("base,no_rcd")
 
 
@@ -364,7 +365,7 @@ def test_ablate_end_to_end_then_resume(data, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     argv[argv.index("--config") + 1] = str(_config(other, train={"max_steps": 3}))
-    with pytest.raises(AblationError, match="other training settings \\(max_steps differ\\)"):
+    with pytest.raises(ConfigError, match="other training settings \\(max_steps differ\\)"):
         ablate.main(argv)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sard.training.config import ConfigError, TrainConfig, load_config, parse_args
+from sard.config import ConfigError, load
+from sard.training.config import TrainConfig, parse_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBUG = str(REPO_ROOT / "train" / "configs" / "debug.yaml")
@@ -51,7 +52,7 @@ def test_unknown_key_in_yaml_lists_the_known_keys(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("max_step: 3\nlearning_rate: 0.1\ncrop_size: 32\n")
     with pytest.raises(ConfigError) as error:
-        load_config(path, {"data_root": str(tmp_path)})
+        load(TrainConfig, path, {"data_root": str(tmp_path)})
     message = str(error.value)
     assert "Unknown config key(s): learning_rate, max_step." in message
     known = message.split("Known keys: ")[1]
@@ -69,11 +70,11 @@ def test_unknown_flag_is_refused_not_taken_as_a_prefix(tmp_path):
 
 def test_missing_or_malformed_config_file(tmp_path):
     with pytest.raises(ConfigError, match="No config file at"):
-        load_config(tmp_path / "nope.yaml")
+        load(TrainConfig, tmp_path / "nope.yaml")
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
-        load_config(path)
+        load(TrainConfig, path)
 
 
 @pytest.mark.parametrize("overrides, key", [
@@ -93,13 +94,13 @@ def test_missing_or_malformed_config_file(tmp_path):
 ])
 def test_invalid_values_name_the_key(tmp_path, overrides, key):
     with pytest.raises(ConfigError) as error:
-        load_config(DEBUG, {"data_root": str(tmp_path), **overrides})
+        load(TrainConfig, DEBUG, {"data_root": str(tmp_path), **overrides})
     assert key in str(error.value)
 
 
 def test_every_invalid_key_is_listed_at_once(tmp_path):
     with pytest.raises(ConfigError) as error:
-        load_config(DEBUG, {"data_root": str(tmp_path / "missing"), "crop_size": 33, "max_steps": 0})
+        load(TrainConfig, DEBUG, {"data_root": str(tmp_path / "missing"), "crop_size": 33, "max_steps": 0})
     lines = str(error.value).splitlines()
     assert lines[0] == "Invalid training configuration:"
     assert [line.split()[0] for line in lines[1:]] == ["data_root", "crop_size", "max_steps"]
@@ -110,7 +111,7 @@ def test_saved_yaml_loads_back_to_the_same_config(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(config.to_yaml())
     assert yaml.safe_load(path.read_text())["channels"] == [8, 16]
-    assert load_config(path) == config
+    assert load(TrainConfig, path) == config
 
 
 def test_script_refuses_a_bad_config_before_reading_data(tmp_path):

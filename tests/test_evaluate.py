@@ -17,7 +17,8 @@ from conftest import make_pipeline
 from fixtures import make_dataset
 from safetensors.torch import save_file
 
-from sard.evaluation.config import EvalConfigError, load_config
+from sard.config import ConfigError, load
+from sard.evaluation.config import EvalConfig
 from sard.evaluation.report import bar_chart, markdown_table, read_csv, write_csv
 from sard.evaluation.segmenters import SegFormer, UNet, build_segmenter, load_pretrained
 
@@ -188,9 +189,9 @@ def test_bad_arguments_fail_before_writing(evaluate, data, tmp_path):
         _run(evaluate, data, "", tmp_path / "a", methods="sard")
     with pytest.raises(SystemExit, match="unknown row"):
         _run(evaluate, data, "", tmp_path / "b", methods="real,gan")
-    with pytest.raises(EvalConfigError, match="seeds"):
+    with pytest.raises(ConfigError, match="seeds"):
         _run(evaluate, data, "", tmp_path / "b", methods="real", extra=["--seeds", "0,x"])
-    with pytest.raises(EvalConfigError, match="segmenter"):
+    with pytest.raises(ConfigError, match="segmenter"):
         _run(evaluate, data, "", tmp_path / "c", methods="real", extra=["--segmenter", "resnet"])
     assert not any((tmp_path / name).exists() for name in "abc")
 
@@ -202,16 +203,16 @@ def test_checkpoint_per_category(evaluate):
 
 @pytest.mark.parametrize("name", ["eval-cpu.yaml", "eval-cpu-128.yaml", "eval-gpu-256.yaml"])
 def test_shipped_configs_load(name):
-    config = load_config(CONFIGS / name)
+    config = load(EvalConfig, CONFIGS / name)
     assert config.resolution in (128, 256)
 
 
 def test_config_errors_list_every_bad_key():
-    with pytest.raises(EvalConfigError) as error:
-        load_config(overrides={"resolution": 100, "loss": "l2", "steps": 0})
+    with pytest.raises(ConfigError) as error:
+        load(EvalConfig, overrides={"resolution": 100, "loss": "l2", "steps": 0})
     assert all(key in str(error.value) for key in ("resolution", "loss", "steps"))
-    with pytest.raises(EvalConfigError, match="Unknown"):
-        load_config(overrides={"learning_rate": 1.0})
+    with pytest.raises(ConfigError, match="Unknown"):
+        load(EvalConfig, overrides={"learning_rate": 1.0})
 
 
 TINY_SEGFORMER = {"hidden": (8, 16, 24, 32), "heads": (1, 2, 3, 4), "decoder": 16}

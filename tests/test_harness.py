@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sard.evaluation.config import load_config
+from sard.config import load
+from sard.evaluation.config import EvalConfig
 from sard.evaluation.harness import (
     HeldOutSet,
     TrainingSet,
@@ -92,7 +93,7 @@ def _records(tmp_path, sizes):
 
 
 def test_batches_of_crops_are_seeded_and_defect_crops_find_defects(tmp_path):
-    config = load_config(overrides={"crop": 32, "resolution": 32})
+    config = load(EvalConfig, overrides={"crop": 32, "resolution": 32})
     data = TrainingSet.from_records(_records(tmp_path, [(40, 60), (64, 48), (20, 70)]), config)
     assert [tuple(im.shape) for im in data.images] == [(3, 40, 60), (3, 64, 48), (3, 20, 70), (3, 30, 50)]
     one = data.batch(np.random.default_rng([0, 3]), 16, 1.0, True, True, crop=32, defect_crop=1.0)
@@ -107,7 +108,7 @@ def test_batches_of_crops_are_seeded_and_defect_crops_find_defects(tmp_path):
 
 def test_whole_image_tests_count_every_pixel_at_the_working_scale(tmp_path):
     """Images of different sizes are predicted whole (padded to a multiple of 32 inside, cropped back)."""
-    config = load_config(overrides={"crop": 32, "max_side": 48, "steps": 2, "batch_size": 2, "segmenter": "unet",
+    config = load(EvalConfig, overrides={"crop": 32, "max_side": 48, "steps": 2, "batch_size": 2, "segmenter": "unet",
                                     "unet_width": 4})
     records = _records(tmp_path, [(40, 60), (64, 48)])
     items = [("a", r["image"], r["mask"]) for r in records[:2]] + [("good", records[2]["image"], None)]
@@ -120,6 +121,6 @@ def test_whole_image_tests_count_every_pixel_at_the_working_scale(tmp_path):
 
 
 def test_a_wider_unet_is_built_from_the_width():
-    config = load_config(overrides={"segmenter": "unet", "unet_width": 8, "steps": 1, "batch_size": 1})
+    config = load(EvalConfig, overrides={"segmenter": "unet", "unet_width": 8, "steps": 1, "batch_size": 1})
     assert config.segmenter_kwargs() == {"channels": (8, 16, 32, 64)}
-    assert load_config(overrides={"segmenter": "unet"}).segmenter_kwargs() == {}
+    assert load(EvalConfig, overrides={"segmenter": "unet"}).segmenter_kwargs() == {}

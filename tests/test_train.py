@@ -23,9 +23,10 @@ from fixtures import make_dataset
 from safetensors.torch import load_file
 
 from sard import SARDPipeline
+from sard.config import ConfigError, load
 from sard.datasets import DatasetError
 from sard.training import checkpoints
-from sard.training.config import ConfigError, load_config, parse_args
+from sard.training.config import TrainConfig, parse_args
 from sard.training.crops import CropBatches
 from sard.training.trainer import train
 
@@ -91,7 +92,7 @@ def test_debug_run_from_the_command_line(data, tmp_path):
         assert state["step"] == step and state["num_processes"] == 1
 
     # config.yaml is the parsed configuration, loadable as a config.
-    assert load_config(output_dir / "config.yaml") == parse_args(argv)
+    assert load(TrainConfig, output_dir / "config.yaml") == parse_args(argv)
 
     # split.json: the exact file lists; the empty mask is listed as skipped.
     split = json.loads((output_dir / "split.json").read_text())

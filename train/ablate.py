@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import os
@@ -38,21 +37,21 @@ import torch
 import yaml
 
 from sard import SARDPipeline
+from sard.config import ConfigError
 from sard.datasets import DatasetError, read_dataset
 from sard.evaluation import ablation_report, probe
 from sard.evaluation.ablation import (
     RUNTIME_KEYS,
     VARIANTS,
     AblationConfig,
-    AblationError,
     Variant,
     load_ablation_config,
     parse_variants,
 )
-from sard.evaluation.config import EvalConfigError
 from sard.evaluation.report import read_csv
+from sard.files import sha256, write_json
 from sard.previews import _outline
-from sard.training.config import ConfigError, TrainConfig
+from sard.training.config import TrainConfig
 from sard.training.trainer import train
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +87,7 @@ class Timing:
         entry = self.values.setdefault(phase, {"wall_seconds": 0.0, "cpu_seconds": 0.0})
         entry["wall_seconds"] = round(entry["wall_seconds"] + wall, 1)
         entry["cpu_seconds"] = round(entry["cpu_seconds"] + cpu, 1)
-        _write_json(self.path, self.values)
+        write_json(self.path, self.values)
 
     def run(self, phase: str, function, *args):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -98,23 +97,12 @@ class Timing:
             self.add(phase, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def _write_json(path: Path, value) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(path)
-
-
 def weights_digest(folder: Path) -> str:
     """SHA-256 of a pipeline's denoiser weights: which model a result was made with."""
     files = sorted((Path(folder) / "denoiser").glob("*.safetensors"))
     if not files:
-        raise AblationError(f"{folder} is not a SARD pipeline folder (no denoiser/*.safetensors).")
-    digest = hashlib.sha256()
-    with open(files[0], "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        raise ConfigError(f"{folder} is not a SARD pipeline folder (no denoiser/*.safetensors).")
+    return sha256(files[0])
 
 
 def _comparable(values: dict) -> dict:
@@ -143,7 +131,7 @@ def train_model(config: TrainConfig) -> Path:
     folder = Path(config.output_dir)
     differences = config_differences(folder, config)
     if differences:
-        raise AblationError(
+        raise ConfigError(
             f"{folder} holds a run with other training settings ({', '.join(differences)} differ). Pass another "
             "--output_dir, or delete that folder to train it again."
         )
@@ -159,11 +147,11 @@ def evaluate_variant(evaluate, args, config: AblationConfig, variant: Variant, c
     marker = folder / "model.json"
     digest = weights_digest(checkpoint)
     if marker.is_file() and json.loads(marker.read_text())["denoiser_sha256"] != digest:
-        raise AblationError(
+        raise ConfigError(
             f"{folder} was made with another {variant.model} model than {checkpoint}. Delete it (or pass another "
             "--output_dir) to evaluate this one."
         )
-    _write_json(marker, {"checkpoint": str(checkpoint), "denoiser_sha256": digest})
+    write_json(marker, {"checkpoint": str(checkpoint), "denoiser_sha256": digest})
     overrides = [x for key, value in config.eval.items() for x in (f"--{key}", str(value))]
     sampling = ["--background", variant.background, "--region_constraint", str(variant.region_constraint)]
     evaluate.main(["--data_root", str(args.data_root), "--category", args.category, "--methods", "sard",
@@ -201,7 +189,7 @@ def probe_variant(pipe, items, config: AblationConfig, variant: Variant, digest:
                                      eval_config.num_inference_steps or None, config.ring_width,
                                      eval_config.sard_batch_size, keep)
     ablation_report.save_tiles(tiles, root / "probe" / "tiles" / variant.name)
-    _write_json(path, {"fingerprint": fingerprint, "records": records})
+    write_json(path, {"fingerprint": fingerprint, "records": records})
     return records
 
 
@@ -214,7 +202,7 @@ def probe_real(pipe, items, config: AblationConfig, root: Path, keep) -> list:
         return json.loads(path.read_text())["records"]
     records, tiles = probe.real_records(items, pipe, config.ring_width, keep)
     ablation_report.save_tiles(tiles, root / "probe" / "tiles" / "real")
-    _write_json(path, {"fingerprint": fingerprint, "records": records})
+    write_json(path, {"fingerprint": fingerprint, "records": records})
     return records
 
 
@@ -314,7 +302,7 @@ def main(argv=None) -> None:
     before = json.loads(marker.read_text()) if marker.is_file() else {}
     if before.get("identity") == json.loads(json.dumps(identity)):
         variants = [v for name, v in VARIANTS.items() if name in before["variants"] or v in variants]
-    _write_json(marker, {"identity": identity, "category": args.category, "variants": [v.name for v in variants],
+    write_json(marker, {"identity": identity, "category": args.category, "variants": [v.name for v in variants],
                          "base_checkpoint": str(base_checkpoint or "")})
     items = probe.probe_items(dataset, config.probe_per_defect)
     keep = [(i.defect, i.j) for i in items if i.j < config.figure_per_defect]
@@ -345,5 +333,5 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (AblationError, ConfigError, EvalConfigError, DatasetError) as error:
+    except (ConfigError, DatasetError) as error:
         raise SystemExit(f"error: {error}") from None

@@ -32,9 +32,10 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from sard.config import ConfigError, add_override_arguments, load, parse_overrides
 from sard.datasets import DatasetError, read_dataset
 from sard.evaluation import aggregate, harness, report
-from sard.evaluation.config import CONFIG_FIELDS, EvalConfig, EvalConfigError, load_config, parse_value
+from sard.evaluation.config import EvalConfig
 from sard.evaluation.metrics import Confusion
 from sard.evaluation.rows import DEFAULT_ROWS, components, parse_rows, synthesis_methods
 from sard.synthesis import SynthesisSettings, synthesize_category
@@ -54,16 +55,13 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, EvalConfig]:
     parser.add_argument("--checkpoint", default="", help="SARD pipeline (for sard), or CAT=PATH,CAT=PATH")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--config", help="YAML file (train/configs/eval-*.yaml)")
-    defaults = EvalConfig()
-    for name in CONFIG_FIELDS:
-        parser.add_argument(f"--{name}", default=None, metavar="V", help=f"(default: {getattr(defaults, name)})")
+    add_override_arguments(parser, EvalConfig)
     args = parser.parse_args(argv)
     try:
         args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else []
     except ValueError:
-        raise EvalConfigError(f"--seeds: cannot read {args.seeds!r} as comma-separated integers") from None
-    overrides = {n: parse_value(n, getattr(args, n)) for n in CONFIG_FIELDS if getattr(args, n) is not None}
-    return args, load_config(args.config, overrides)
+        raise ConfigError(f"--seeds: cannot read {args.seeds!r} as comma-separated integers") from None
+    return args, load(EvalConfig, args.config, parse_overrides(args, EvalConfig))
 
 
 def checkpoints_by_category(value: str, categories: list[str]) -> dict[str, str]:
@@ -242,5 +240,5 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except EvalConfigError as error:
+    except ConfigError as error:
         raise SystemExit(f"error: {error}") from None

@@ -13,8 +13,9 @@ Every config key can be overridden as ``--key value``. Checkpoints (``checkpoint
 The loop is :func:`sard.training.trainer.train`, the losses :class:`sard.training.dmg.DMGLoss`.
 """
 
+from sard.config import ConfigError
 from sard.datasets import DatasetError
-from sard.training.config import ConfigError, parse_args
+from sard.training.config import parse_args
 from sard.training.trainer import train
 
 if __name__ == "__main__":

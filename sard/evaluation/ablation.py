@@ -20,16 +20,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from .. import config as configs
+from ..config import ConfigError
 from ..training.config import TrainConfig
-from ..training.config import load_config as load_train_config
 from .config import EvalConfig
-from .config import load_config as load_eval_config
-
-
-class AblationError(ValueError):
-    """An ablation that cannot run as asked; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -90,22 +84,30 @@ class AblationConfig:
     def training(self, variant: Variant, data_root: str, category: str, output_dir: str | Path) -> TrainConfig:
         """The training config of ``variant``'s model: the recipe, the budget, the variant's switch."""
         run = {"data_root": str(data_root), "category": category, "output_dir": str(output_dir), "resume": "latest"}
-        base = load_train_config(self.train_config, {**self.train, **run})
+        base = configs.load(TrainConfig, self.train_config, {**self.train, **run})
         if variant.train:
             same = [k for k, v in variant.train.items() if getattr(base, k) == v]
             if same:
-                raise AblationError(
+                raise ConfigError(
                     f"The base recipe already has {', '.join(f'{k} = {variant.train[k]}' for k in same)}: "
                     f"{variant.name} would be the base model. Leave it out with --variants, or change the recipe."
                 )
-        return load_train_config(self.train_config, {**self.train, **variant.train, **run})
+        return configs.load(TrainConfig, self.train_config, {**self.train, **variant.train, **run})
+
+    def validate(self) -> None:
+        fixed = sorted({"background", "region_constraint"} & set(self.eval or {}))
+        if fixed:
+            raise ConfigError(f"eval sets {', '.join(fixed)}, which each variant sets for itself; remove it.")
+        for key in ("probe_per_defect", "ring_width", "figure_per_defect"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be a whole number of at least 1, got {getattr(self, key)!r}.")
 
     def evaluation(self) -> EvalConfig:
-        return load_eval_config(self.eval_config, self.eval)
+        return configs.load(EvalConfig, self.eval_config, self.eval)
 
     def identity(self) -> dict:
         """What the numbers depend on: the recipe and harness as loaded (not their file names)."""
-        train = dataclasses.asdict(load_train_config(self.train_config, {**self.train, "data_root": "."}))
+        train = dataclasses.asdict(configs.load(TrainConfig, self.train_config, {**self.train, "data_root": "."}))
         for key in (*RUNTIME_KEYS, "category"):
             train.pop(key, None)
         return {"train": train, "eval": self.evaluation().identity(), "probe_per_defect": self.probe_per_defect,
@@ -115,31 +117,11 @@ class AblationConfig:
 def load_ablation_config(path: str | Path, overrides: dict | None = None) -> AblationConfig:
     """An :class:`AblationConfig` from YAML; ``train_config`` and ``eval_config`` relative to its folder."""
     path = Path(path)
-    if not path.is_file():
-        raise AblationError(f"No ablation config at {path}; see train/configs/ablation-cpu.yaml.")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise AblationError(f"{path} must hold a mapping of ablation keys to values.")
-    values.update(overrides or {})
-    known = {f.name for f in dataclasses.fields(AblationConfig)}
-    unknown = sorted(set(values) - known)
-    missing = sorted({"train_config", "eval_config"} - set(values))
-    if unknown or missing:
-        raise AblationError(
-            f"{path}: " + "; ".join(filter(None, [unknown and f"unknown key(s) {', '.join(unknown)}",
-                                                  missing and f"missing {', '.join(missing)}"]))
-            + f". Known keys: {', '.join(sorted(known))}."
-        )
+    values = {**configs.read_yaml(path), **(overrides or {})}
     for key in ("train_config", "eval_config"):
-        values[key] = str((path.parent / values[key]) if not Path(values[key]).is_absolute() else values[key])
-    config = AblationConfig(**values)
-    fixed = sorted({"background", "region_constraint"} & set(config.eval or {}))
-    if fixed:
-        raise AblationError(f"{path}: eval sets {', '.join(fixed)}, which each variant sets for itself; remove it.")
-    for key in ("probe_per_defect", "ring_width", "figure_per_defect"):
-        if not isinstance(getattr(config, key), int) or getattr(config, key) < 1:
-            raise AblationError(f"{path}: {key} must be a whole number of at least 1, got {getattr(config, key)!r}.")
-    return config
+        if key in values and not Path(values[key]).is_absolute():
+            values[key] = str(path.parent / values[key])
+    return configs.build(AblationConfig, values, str(path))
 
 
 def parse_variants(text: str | None) -> list[Variant]:
@@ -148,5 +130,5 @@ def parse_variants(text: str | None) -> list[Variant]:
     names = [n for n in (text or "").split(",") if n] or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        raise AblationError(f"Unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}.")
+        raise ConfigError(f"Unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}.")
     return [v for name, v in VARIANTS.items() if name in names or name == "base"]

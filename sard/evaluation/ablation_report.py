@@ -15,6 +15,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
+from ..datasets import load_mask
 from . import realism
 from .ablation import Variant
 from .probe import ProbeTile
@@ -179,9 +180,8 @@ def load_tile(folder: str | Path, defect: str, j: int) -> ProbeTile | None:
     paths = {kind: Path(folder) / f"{defect}-{j:03d}-{kind}.png" for kind in ("known", "painted", "sample", "mask")}
     if not all(p.is_file() for p in paths.values()):
         return None
-    arrays = {kind: np.asarray(PIL.Image.open(p).convert("L" if kind == "mask" else "RGB"))
-              for kind, p in paths.items()}
-    arrays["mask"] = arrays["mask"] > 127
+    arrays = {kind: np.asarray(PIL.Image.open(p).convert("RGB")) for kind, p in paths.items() if kind != "mask"}
+    arrays["mask"] = load_mask(paths["mask"])
     return ProbeTile(**arrays)
 
 

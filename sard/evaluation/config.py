@@ -1,22 +1,16 @@
-"""The evaluation's settings: one dataclass, loaded from YAML with command-line overrides."""
+"""The evaluation's settings: one dataclass, loaded from YAML with command-line overrides (:mod:`sard.config`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from ..config import ConfigError
 from ..synthesis.masks import MaskAugmentation
 from .segmenters import SEGMENTERS
 
 LOSSES = ("ce", "ce+dice")
-
-
-class EvalConfigError(ValueError):
-    """A configuration that cannot run; the message lists every bad key."""
 
 
 @dataclass
@@ -112,7 +106,7 @@ class EvalConfig:
         if self.texture_dir and not Path(self.texture_dir).is_dir():
             errors.append(f"texture_dir {self.texture_dir!r} is not a folder")
         if errors:
-            raise EvalConfigError("Invalid evaluation configuration:\n  " + "\n  ".join(errors))
+            raise ConfigError("Invalid evaluation configuration:\n  " + "\n  ".join(errors))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -128,44 +122,3 @@ class EvalConfig:
             if values[key] == default:
                 values.pop(key)
         return values
-
-
-def _field_types() -> dict[str, type]:
-    hints = typing.get_type_hints(EvalConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(EvalConfig)}
-
-
-def parse_value(name: str, text: str):
-    """A command-line value with the type of its config field."""
-    kind = _field_types()[name]
-    try:
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text.lower() in ("true", "1", "yes")
-        return kind(text)
-    except ValueError:
-        raise EvalConfigError(f"--{name}: cannot read {text!r} as {kind.__name__}") from None
-
-
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> EvalConfig:
-    """A config from a YAML file (keys of :class:`EvalConfig`), then ``overrides``; validated."""
-    values = {}
-    if path:
-        path = Path(path)
-        if not path.is_file():
-            raise EvalConfigError(f"No config file at {path}; see train/configs/eval-*.yaml.")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise EvalConfigError(f"{path} must hold a mapping of config keys to values.")
-    values.update(overrides or {})
-    known = _field_types()
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise EvalConfigError(f"Unknown config key(s): {', '.join(unknown)}. Known keys: {', '.join(known)}.")
-    config = EvalConfig(**values)
-    config.validate()
-    return config
-
-
-CONFIG_FIELDS = tuple(_field_types())

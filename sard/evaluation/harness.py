@@ -28,6 +28,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
+from .. import files, image_io
 from ..datasets import DefectDataset, load_rgb
 from .config import EvalConfig
 from .metrics import Confusion
@@ -60,11 +61,7 @@ def load_target(path: str | Path | None, resolution: int = 0, size: tuple[int, i
     size = (resolution, resolution) if resolution else size
     if path is None:
         return torch.zeros(size[1], size[0], dtype=torch.bool)
-    with PIL.Image.open(path) as opened:
-        mask = opened.convert("L")
-        if size is not None and mask.size != size:
-            mask = mask.resize(size, PIL.Image.NEAREST)
-    return torch.from_numpy(np.asarray(mask) > 127)
+    return torch.from_numpy(image_io.decode_mask(Path(path), None if size is None else (size[1], size[0])))
 
 
 def load_pairs(records: list[dict], config: EvalConfig) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -263,11 +260,8 @@ def metric_rows(method: str, category: str, counts: dict[str, Confusion]) -> lis
 
 def save_counts(path: Path, counts: dict[str, Confusion], fingerprint: dict, **extra) -> None:
     """The counts with the fingerprint they were made under (and ``extra`` records), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {"fingerprint": fingerprint, "counts": {k: v.to_dict() for k, v in counts.items()}, **extra}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, indent=2))
-    tmp.replace(path)
+    files.write_json(path, body)
 
 
 def load_counts(path: Path, fingerprint: dict) -> dict[str, Confusion] | None:

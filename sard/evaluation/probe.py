@@ -27,6 +27,7 @@ import torch
 
 from .. import image_io
 from ..datasets import Anomaly, DatasetError, DefectDataset, load_mask, load_rgb
+from ..seeding import seeded_generator
 from . import realism
 
 
@@ -41,8 +42,7 @@ class ProbeItem:
     canvas: Path
 
     def generator(self, seed: int) -> torch.Generator:
-        state = np.random.SeedSequence([seed, self.defect_index, self.j, 2]).generate_state(1)[0]
-        return torch.Generator().manual_seed(int(state))
+        return seeded_generator(seed, self.defect_index, self.j, 2)
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -73,7 +73,7 @@ def probe_items(dataset: DefectDataset, per_defect: int) -> list[ProbeItem]:
     return items
 
 
-def place_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_mask_inclusive(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A bool mask resized to ``size`` (width, height): a pixel is in it if any part of it was (box filter), so
     thin cracks and one-pixel pits survive shrinking."""
     image = PIL.Image.fromarray(mask.astype(np.uint8) * 255)
@@ -124,7 +124,7 @@ def run_probe(pipe, items: list[ProbeItem], seed: int = 0, background: str = "cl
         for item in batch:
             canvas = load_rgb(item.canvas)
             images.append(canvas)
-            masks.append(place_mask(load_mask(item.anomaly.mask), canvas.size))
+            masks.append(resize_mask_inclusive(load_mask(item.anomaly.mask), canvas.size))
         crops = pipe.sample_crops(
             images, masks, defect=[i.defect for i in batch], generator=[i.generator(seed) for i in batch],
             num_inference_steps=num_inference_steps, background=background, region_constraint=region_constraint,

@@ -16,6 +16,8 @@ import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFilter
 
+from .. import image_io
+
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """The threshold that maximises the between-class variance of ``values`` (Otsu, 1979)."""
@@ -82,11 +84,11 @@ def estimate_foreground(
     k = 2 * max(1, round(0.02 * max(h, w))) + 1
     image = PIL.Image.fromarray(product.astype(np.uint8) * 255)
     image = image.filter(PIL.ImageFilter.MaxFilter(k)).filter(PIL.ImageFilter.MinFilter(k))
-    product = _fill_holes(np.asarray(image) > 127)
+    product = _fill_holes(image_io.decode_mask(image))
     if not 0.01 <= product.mean() <= 0.95:
         return full
     resized = PIL.Image.fromarray(product.astype(np.uint8) * 255).resize((width, height), PIL.Image.NEAREST)
-    return np.asarray(resized) > 127
+    return image_io.decode_mask(resized)
 
 
 class Foreground:

@@ -21,6 +21,8 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
+from .. import image_io
+
 
 @dataclass
 class MaskAugmentation:
@@ -75,12 +77,6 @@ def draw_transform(augmentation: MaskAugmentation, rng: np.random.Generator) -> 
     )
 
 
-def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a bool mask to ``(height, width)``."""
-    image = PIL.Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), PIL.Image.NEAREST)
-    return np.asarray(image) > 127
-
-
 def place_mask(source: np.ndarray, size: tuple[int, int], transform: Transform) -> tuple[np.ndarray, int]:
     """The shape of the non-empty bool mask ``source``, transformed and placed on a ``size`` frame.
 
@@ -105,7 +101,7 @@ def place_mask(source: np.ndarray, size: tuple[int, int], transform: Transform) 
     image = image.resize((scaled[1], scaled[0]), PIL.Image.NEAREST)
     if transform.angle:
         image = image.rotate(transform.angle, resample=PIL.Image.NEAREST, expand=True)
-    shape = np.asarray(image) > 127
+    shape = image_io.decode_mask(image)
     cy, cx = (v + transform.dy) * height, (u + transform.dx) * width
     r0, c0 = round(cy - shape.shape[0] / 2), round(cx - shape.shape[1] / 2)
     placed = np.zeros(size, dtype=bool)

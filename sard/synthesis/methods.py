@@ -19,6 +19,7 @@ import PIL.Image
 import torch
 
 from ..datasets import IMAGE_EXTENSIONS, DefectDataset, load_mask, load_rgb
+from ..seeding import seeded_generator
 from .cutpaste import cutpaste
 from .draem import draem_anomaly
 from .foreground import Foreground
@@ -41,8 +42,7 @@ class Item:
         return np.random.default_rng([seed, self.defect_index, self.k])
 
     def generator(self, seed: int) -> torch.Generator:
-        state = np.random.SeedSequence([seed, self.defect_index, self.k, 1]).generate_state(1)[0]
-        return torch.Generator().manual_seed(int(state))
+        return seeded_generator(seed, self.defect_index, self.k, 1)
 
 
 @dataclass
@@ -52,7 +52,8 @@ class Result:
     record: dict = field(default_factory=dict)
 
 
-def is_grayscale(path: Path) -> bool:
+def is_grayscale_file(path: Path) -> bool:
+    """Whether an image file is stored with one grey channel (L, I, ... modes)."""
     with PIL.Image.open(path) as image:
         return image.mode in _GRAY_MODES
 
@@ -154,7 +155,7 @@ class CutPasteSynthesizer(Synthesizer):
         source = self.source(rng)
         rgb = np.asarray(load_rgb(source))
         out, mask, info = cutpaste(rgb, self._foreground(source), rng)
-        return Result(as_output(out, is_grayscale(source)), mask, self.record(item, source, **info))
+        return Result(as_output(out, is_grayscale_file(source)), mask, self.record(item, source, **info))
 
 
 PROCEDURAL = "procedural"
@@ -221,7 +222,7 @@ class DraemSynthesizer(Synthesizer):
         rgb = np.asarray(load_rgb(source))
         out, mask, info = draem_anomaly(rgb, texture, self._foreground(source), rng)
         record = self.record(item, source, texture=name, **info)
-        return Result(as_output(out, is_grayscale(source)), mask, record)
+        return Result(as_output(out, is_grayscale_file(source)), mask, record)
 
 
 class RealSynthesizer(Synthesizer):
@@ -244,7 +245,7 @@ class RealSynthesizer(Synthesizer):
             out, mask = np.asarray(load_rgb(anomalies[index].image)), self.masks[item.defect][index]
         source = anomalies[index].image
         record = self.record(item, source, mask_source=str(anomalies[index].mask), transform=transform.to_dict())
-        return Result(as_output(out, is_grayscale(source)), mask, record)
+        return Result(as_output(out, is_grayscale_file(source)), mask, record)
 
 
 def build_synthesizer(method: str, dataset: DefectDataset, seed: int = 0, augmentation=None, foreground=True,

@@ -28,6 +28,7 @@ import PIL.Image
 from tqdm.auto import tqdm
 
 from ..datasets import read_dataset
+from ..files import atomic_path, write_text
 from .masks import MaskAugmentation
 from .methods import Item, build_synthesizer
 
@@ -85,16 +86,13 @@ def pair_paths(root: Path, item: Item) -> tuple[Path, Path]:
 
 
 def _atomic_save(image: PIL.Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def _atomic_copy(source: Path, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def _check_settings(root: Path, settings: SynthesisSettings) -> None:
@@ -152,9 +150,7 @@ def merge_manifest(root: Path, items: list[Item], train_good: list[Path]) -> lis
             lines.append({"image": str(image.relative_to(root)), "mask": str(mask.relative_to(root)), **record})
     for path in train_good:
         lines.append({"image": f"train/good/{path.name}", "mask": None, "defect": "good", "source": str(path)})
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    os.replace(tmp, root / MANIFEST)
+    write_text(root / MANIFEST, "".join(json.dumps(line) + "\n" for line in lines))
     return lines
 
 

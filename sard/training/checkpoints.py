@@ -7,7 +7,6 @@ SHA-256 of every file, so a folder that is incomplete or damaged is never picked
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,16 +17,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..files import sha256
+
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _files(folder: Path) -> list[Path]:
@@ -77,7 +70,7 @@ def save_checkpoint(
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, state_dir / f"{name}.safetensors")
     for name, state in objects.items():
         torch.save(state, state_dir / f"{name}.pt")
-    checksums = {str(p.relative_to(temporary)): _sha256(p) for p in _files(temporary)}
+    checksums = {str(p.relative_to(temporary)): sha256(p) for p in _files(temporary)}
     (temporary / STATE_FILE).write_text(json.dumps({**info, "step": step, "sha256": checksums}, indent=2))
     _fsync_tree(temporary)
     if final.exists():
@@ -120,7 +113,7 @@ def verify_checkpoint(path: Path) -> str | None:
         file = path / name
         if not file.is_file():
             return f"{name} is missing"
-        if _sha256(file) != expected:
+        if sha256(file) != expected:
             return f"{name} is damaged (checksum mismatch)"
     return None
 

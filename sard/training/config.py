@@ -1,18 +1,15 @@
-"""The training configuration: one dataclass, loaded from YAML with command-line overrides."""
+"""The training configuration: one dataclass, loaded from YAML with command-line overrides (:mod:`sard.config`)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be trained; the message says which key and what to do."""
+from ..config import ConfigError, add_override_arguments, field_types, load, parse_overrides
 
 
 @dataclass
@@ -138,47 +135,6 @@ class TrainConfig:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
 
 
-def _field_types() -> dict[str, type]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
-
-
-def _parse_value(name: str, kind: type, text: str):
-    """Parse one command-line value with the type of its config field."""
-    try:
-        if kind is bool:
-            lowered = text.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return lowered in ("true", "1", "yes")
-        if typing.get_origin(kind) is list:
-            (item,) = typing.get_args(kind)
-            return [item(v) for v in text.replace(",", " ").split()]
-        return kind(text)
-    except ValueError:
-        raise ConfigError(f"--{name}: cannot read {text!r} as {getattr(kind, '__name__', kind)}") from None
-
-
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """A config from a YAML file (keys as in :class:`TrainConfig`), then ``overrides``; validated."""
-    values = {}
-    if path:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"No config file at {path}; see train/configs/ for the shipped ones.")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold a mapping of config keys to values.")
-    values.update(overrides or {})
-    known = _field_types()
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"Unknown config key(s): {', '.join(unknown)}. Known keys: {', '.join(known)}.")
-    config = TrainConfig(**values)
-    config.validate()
-    return config
-
-
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """``--config FILE`` plus ``--key value`` for any config key (``--resume latest``, ``--max_steps 10``...)."""
     parser = argparse.ArgumentParser(
@@ -186,17 +142,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         epilog="Every key of the config can be overridden as --key value.",
         allow_abbrev=False,  # a typo such as --max_step is refused like an unknown YAML key, not taken as a prefix
     )
-    parser.add_argument("--config", help="YAML file with config keys (train/configs/*.yaml)")
-    types = _field_types()
-    defaults = TrainConfig()
-    for name in types:
-        parser.add_argument(f"--{name}", default=None, metavar="V", help=f"(default: {getattr(defaults, name)})")
+    parser.add_argument("--config", help="YAML file with config keys (the repository's train/configs/*.yaml)")
+    add_override_arguments(parser, TrainConfig)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise ConfigError(f"Unknown argument(s): {' '.join(unknown)}. Known keys: {', '.join(types)}.")
-    overrides = {
-        name: _parse_value(name, types[name], value)
-        for name, value in vars(args).items()
-        if name != "config" and value is not None
-    }
-    return load_config(args.config, overrides)
+        known = ", ".join(field_types(TrainConfig))
+        raise ConfigError(f"Unknown argument(s): {' '.join(unknown)}. Known keys: {known}.")
+    return load(TrainConfig, args.config, parse_overrides(args, TrainConfig))

@@ -14,21 +14,23 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from ..config import ConfigError
 from ..datasets import read_dataset
 from ..denoiser import SARDDenoiser
 from ..discriminator import MaskAwareDiscriminator
+from ..files import atomic_path
 from ..pipeline import SARDPipeline
 from ..previews import defect_grid, preview_rows
 from ..scheduler import SARDScheduler
+from ..seeding import seeded_generator
 from . import checkpoints
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .crops import Augmentation, CropBatches, load_examples
 from .dmg import DMGLoss
 from .model_card import hardware, model_card
@@ -64,8 +66,7 @@ def _network_config(model) -> dict:
 
 def step_generator(seed: int, step: int, process_index: int) -> torch.Generator:
     """The random stream of one training step: a pure function of (seed, step, process)."""
-    entropy = np.random.SeedSequence([seed, step, process_index]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(entropy))
+    return seeded_generator(seed, step, process_index)
 
 
 def write_run_files(output_dir: Path, config: TrainConfig, dataset, train_split, held_out) -> None:
@@ -103,12 +104,10 @@ class LossLog:
     def add(self, row: dict) -> None:
         self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         fields = list(dict.fromkeys(k for r in self.rows for k in r))
-        temporary = self.path.with_suffix(".csv.partial")
-        with open(temporary, "w", newline="") as handle:
+        with atomic_path(self.path) as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self.rows)
-        temporary.replace(self.path)
 
 
 def train(config: TrainConfig) -> None:

@@ -1,0 +1,91 @@
+"""The DMG loss formulas (sard/training/losses.py) against closed forms on constant logits and linear critics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sard.training import losses
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def _mask(n: int = 2, size: int = 8) -> torch.Tensor:
+    mask = torch.zeros(n, 1, size, size)
+    mask[:, :, 1:3, 5:8] = 1.0  # 6 pixels per image
+    return mask
+
+
+def test_masked_mean_is_the_mean_over_the_mask_and_zero_when_it_is_empty():
+    values = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    mask = _mask()
+    expected = values[mask.bool().expand_as(values)].mean()
+    assert losses.masked_mean(values, mask) == pytest.approx(expected.item())
+    assert losses.masked_mean(values, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_logit_mask_marks_every_cell_that_touches_the_mask():
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[0, 0, 3, 4] = 1.0  # one pixel, in cell (1, 2) of a 4 x 4 logit map
+    cells = losses.logit_mask(mask, torch.zeros(1, 1, 4, 4))
+    assert cells.shape == (1, 1, 4, 4) and cells.sum() == 1 and cells[0, 0, 1, 2] == 1
+
+
+@pytest.mark.parametrize("real", [True, False])
+def test_mask_head_loss_on_constant_logits(real):
+    mask, c = _mask(), 0.7
+    logits = torch.full((2, 1, 4, 4), c)
+    logits[:, :, 3, 0] = 100.0  # a cell outside the mask does not count
+    expected = softplus(-c if real else c)
+    assert losses.mask_head_loss(logits, mask, real).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.mask_head_loss(None, mask, real).item() == 0.0  # the head switched off
+
+
+def test_discriminator_loss_closed_form():
+    mask, a, b, m_real, m_fake, lam = _mask(), 1.5, -0.5, 0.3, 2.0, 0.25
+    real = (torch.full((2,), a), torch.full((2, 1, 4, 4), m_real))
+    fake = (torch.full((2,), b), torch.full((2, 1, 4, 4), m_fake))
+    parts = losses.discriminator_loss(real, fake, mask, lam)
+    d_global = softplus(-a) + softplus(b)
+    d_mask = softplus(-m_real) + softplus(m_fake)
+    assert parts["d_global"].item() == pytest.approx(d_global, rel=1e-6)
+    assert parts["d_mask"].item() == pytest.approx(d_mask, rel=1e-6)
+    assert parts["loss"].item() == pytest.approx(d_global + lam * d_mask, rel=1e-6)
+    # A global-only discriminator: the mask term is zero and the loss is the global term.
+    parts = losses.discriminator_loss((real[0], None), (fake[0], None), mask, lam)
+    assert parts["d_mask"].item() == 0.0 and parts["loss"].item() == pytest.approx(d_global, rel=1e-6)
+
+
+def test_generator_adversarial_loss_closed_form():
+    mask, b, m_fake, lam = _mask(), -0.5, 2.0, 3.0
+    fake = (torch.full((2,), b), torch.full((2, 1, 4, 4), m_fake))
+    parts = losses.generator_adversarial_loss(fake, mask, lam)
+    # Non-saturating: the generator is rewarded where the discriminator says "real" (softplus(-D)).
+    assert parts["g_global"].item() == pytest.approx(softplus(-b), rel=1e-6)
+    assert parts["g_mask"].item() == pytest.approx(softplus(-m_fake), rel=1e-6)
+    assert parts["loss"].item() == pytest.approx(softplus(-b) + lam * softplus(-m_fake), rel=1e-6)
+
+
+def test_reconstruction_loss_is_the_masked_l1():
+    mask = _mask()
+    x0 = torch.zeros(2, 3, 8, 8)
+    x0_hat = torch.full((2, 3, 8, 8), 5.0)  # wrong by 5 everywhere outside the mask: not counted
+    x0_hat[mask.bool().expand_as(x0_hat)] = -0.25
+    assert losses.reconstruction_loss(x0_hat, x0, mask).item() == pytest.approx(0.25)
+
+
+def test_r1_penalty_is_the_squared_gradient_norm_per_sample():
+    """D(x) = <w_i, x_i^2> / 2 per sample: grad_x D = w x, so R1 = mean_i |w_i x_i|^2, and R1 stays differentiable
+    (create_graph) so that it can train the discriminator."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 2, 4, 4, generator=g, requires_grad=True)
+    x = torch.randn(3, 2, 4, 4, generator=g, requires_grad=True)
+    penalty = losses.r1_penalty((w * x.pow(2) / 2).sum(), x)
+    assert penalty.item() == pytest.approx((w * x).pow(2).flatten(1).sum(1).mean().item(), rel=1e-6)
+    penalty.backward()
+    # d/dw mean_i sum (w x)^2 = 2 w x^2 / n
+    torch.testing.assert_close(w.grad, 2 * w.detach() * x.detach().pow(2) / 3)
