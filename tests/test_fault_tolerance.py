@@ -25,6 +25,7 @@ import pytest
 import torch
 from fixtures import make_dataset
 
+from sard.files import sha256
 from sard.training import checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,18 +118,14 @@ def _latest_step(out: Path) -> int:
     return 0 if latest is None else int(latest.name.split("-")[1])
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _final_state(out: Path) -> dict:
     """Everything the run ends with: the exported pipeline's weights, the training state of the last
     checkpoint (networks, EMA, optimisers) and the logged losses (without wall times)."""
     final = out / f"checkpoint-{MAX_STEPS}"
     assert checkpoints.verify_checkpoint(final) is None
-    state = {"pipeline": _sha256(out / "denoiser" / "diffusion_pytorch_model.safetensors")}
+    state = {"pipeline": sha256(out / "denoiser" / "diffusion_pytorch_model.safetensors")}
     for path in sorted((final / "training_state").glob("*.safetensors")):
-        state[path.name] = _sha256(path)
+        state[path.name] = sha256(path)
     optimizers = torch.load(final / "training_state" / "optimizers.pt", weights_only=True)
     for name, optimizer in optimizers.items():
         for index, values in optimizer["state"].items():

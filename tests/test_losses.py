@@ -78,6 +78,21 @@ def test_reconstruction_loss_is_the_masked_l1():
     assert losses.reconstruction_loss(x0_hat, x0, mask).item() == pytest.approx(0.25)
 
 
+def test_reconstruction_weights_scale_each_image():
+    mask = _mask()
+    x0, x0_hat = torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8)
+    # Both images have the same mask area, so the masked mean is the mean of the two weights.
+    assert losses.reconstruction_loss(x0_hat, x0, mask, torch.tensor([1.0, 3.0])).item() == pytest.approx(2.0)
+
+
+def test_mode_seeking_ratio_is_fill_distance_over_latent_distance():
+    mask = _mask()
+    a, b = torch.zeros(2, 3, 8, 8), torch.full((2, 3, 8, 8), 9.0)
+    b[mask.bool().expand_as(b)] = 0.5  # outside the mask the fills may differ as they like
+    z, other_z = torch.zeros(2, 4), torch.full((2, 4), 0.25)
+    assert losses.mode_seeking_ratio(a, b, z, other_z, mask).item() == pytest.approx(0.5 / 0.25)
+
+
 def test_r1_penalty_is_the_squared_gradient_norm_per_sample():
     """D(x) = <w_i, x_i^2> / 2 per sample: grad_x D = w x, so R1 = mean_i |w_i x_i|^2, and R1 stays differentiable
     (create_graph) so that it can train the discriminator."""
