@@ -135,6 +135,21 @@ def test_defect_crop_hides_the_surroundings_and_subtracts_the_ring_level():
         c2st.defect_crop(gray, np.zeros_like(mask))
 
 
+def test_largest_component_and_the_crop_centred_on_it():
+    mask = np.zeros((10, 12), dtype=bool)
+    mask[1:3, 1:3] = True
+    mask[5:9, 6:11] = True
+    mask[9, 11] = True  # touches the block diagonally: the same 8-connected component
+    expected = mask.copy()
+    expected[:5] = False
+    np.testing.assert_array_equal(c2st.largest_component(mask), expected)
+    two = np.zeros((200, 200), dtype=bool)
+    two[10:14, 10:14] = True  # a small pit far from a big one: the crop is centred on the big one
+    two[150:170, 150:170] = True
+    crop = c2st.defect_crop(np.full((200, 200), 100.0), two, size=16, margin=0.25, min_side=16)
+    assert crop[1].sum() == pytest.approx(16 * 16 * (20 / 30) ** 2, rel=0.3) and crop[1][0, 0] == 0
+
+
 def test_group_folds_keep_groups_together_and_cover_every_sample():
     groups = np.repeat(np.arange(7), 2)
     folds = c2st.group_folds(groups, 3, seed=0)
@@ -221,6 +236,7 @@ def test_command_end_to_end_on_a_tiny_data_set(tmp_path, capsys):
     assert all(r["seeds"] == 3 and r["background_max"] == 0.0 for r in read)  # the region constraint: exact
     assert all(r["diversity"] > 0 and r["real_std"] > 0 for r in read)  # an untrained model's fills do vary
     assert 0.0 <= read[-1]["c2st"] <= 1.0 and math.isfinite(read[-1]["c2st_std"])
+    assert all(0.0 <= r["c2st_paste"] <= 1.0 for r in read)
     assert all(isinstance(r["texture_in_range"], bool) for r in read)
     for row, written in zip(rows, read):
         for key, value in row.items():
@@ -252,14 +268,15 @@ def test_command_refuses_bad_arguments_with_a_message(tmp_path, capsys):
 
 
 def test_markdown_table_marks_what_is_out_of_range():
-    row = {"category": "c", "defect": "a", "n": 4, "c2st": 0.9, "c2st_std": math.nan, "texture_ratio": 0.7,
+    row = {"category": "c", "defect": "a", "n": 4, "c2st": 0.9, "c2st_std": math.nan, "c2st_paste": 0.55,
+           "texture_ratio": 0.7,
            "texture_real_p10": 1.04, "texture_real_median": 1.2, "texture_real_p90": 1.5, "texture_in_range": False,
            "contrast": -10.0, "contrast_real_p10": -30.0, "contrast_real_median": -20.0, "contrast_real_p90": -5.0,
            "contrast_in_range": True, "seed_std": 2.0, "real_std": 8.0, "diversity": 0.25, "diversity_n": 4,
            "seeds": 4, "background_max": 0.0, "meets_goals": False}
     table = fidelity_report.markdown_table([row, {**row, "defect": "all", "c2st_std": 0.05}])
     lines = table.splitlines()
-    assert lines[2] == ("| a | 4 | 0.90 | 0.70 (1.04–1.50) | **no** | -10.0 (-30.0 to -5.0) | yes "
+    assert lines[2] == ("| a | 4 | 0.90 | 0.55 | 0.70 (1.04–1.50) | **no** | -10.0 (-30.0 to -5.0) | yes "
                         "| 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 |")
     assert re.match(r"\| \*\*all\*\* \| 4 \| 0\.90 ± 0\.05 \|", lines[3])
     goals = fidelity_report.goals_summary([row, {**row, "defect": "all"}])

@@ -8,4 +8,7 @@
 - :mod:`.realism`: contrast and texture energy inside a mask against a ring around it; background drift.
 - :mod:`.ablation`, :mod:`.probe`, :mod:`.ablation_report`: the ablation's variants and settings, the realism
   probe on held-out masks, and its table, chart and figure (train/ablate.py).
+- :mod:`.fidelity`, :mod:`.c2st`, :mod:`.fidelity_report`: how close a model's defects come to real ones at full
+  resolution (issue #17): the classifier two-sample test, texture, contrast, diversity across seeds and the
+  background's exactness on held-out masks, and their CSV and table (train/fidelity.py).
 """

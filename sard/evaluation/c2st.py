@@ -40,11 +40,41 @@ def _box(mask: np.ndarray, margin: float, min_side: int) -> tuple[int, int, int]
     return (top + bottom) // 2, (left + right) // 2, side
 
 
-def _cut(image: np.ndarray, centre: tuple[int, int], side: int) -> np.ndarray:
-    """The ``side x side`` window of a 2-D array centred on ``centre``, edges replicated where it leaves it."""
+def largest_component(mask: np.ndarray, grid: int = 64) -> np.ndarray:
+    """The pixels of a bool `(H, W)` mask in its largest 8-connected component (ties: the last in raster order).
+
+    Components are found on the mask's bounding box pooled to at most ``grid`` pixels a side (a coarse cell is
+    in the mask if any pixel of it is), by spreading labels with 3 x 3 max-pooling until they settle; parts
+    of the mask closer than a coarse cell count as one component. That is enough to centre a crop, and fast.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return mask.copy()
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = torch.from_numpy(np.ascontiguousarray(mask[top:bottom, left:right], dtype=np.float32))[None, None]
+    factor = max(1, math.ceil(max(box.shape[-2:]) / grid))
+    inside = F.max_pool2d(box, factor, ceil_mode=True)[0, 0] > 0
+    labels = torch.where(inside, torch.arange(1, inside.numel() + 1, dtype=torch.float32).view(inside.shape), 0.0)
+    while True:
+        spread = torch.where(inside, F.max_pool2d(labels[None, None], 3, stride=1, padding=1)[0, 0], 0.0)
+        if torch.equal(spread, labels):
+            break
+        labels = spread
+    fine = labels.repeat_interleave(factor, 0).repeat_interleave(factor, 1)[: bottom - top, : right - left]
+    fine = torch.where(box[0, 0] > 0, fine, 0.0)
+    values, counts = torch.unique(fine[fine > 0], return_counts=True)
+    best = values[counts == counts.max()].max()
+    out = np.zeros_like(mask)
+    out[top:bottom, left:right] = (fine == best).numpy()
+    return out
+
+
+def _cut(image: np.ndarray, centre: tuple[int, int], side: int, mode: str = "edge") -> np.ndarray:
+    """The ``side x side`` window of a 2-D array centred on ``centre``, padded (``np.pad`` mode) where it
+    leaves the array."""
     top, left = centre[0] - side // 2, centre[1] - side // 2
     pad = max(0, -top, -left, top + side - image.shape[0], left + side - image.shape[1])
-    padded = np.pad(image, pad, mode="edge")
+    padded = np.pad(image, pad, mode=mode)
     return padded[top + pad : top + pad + side, left + pad : left + pad + side]
 
 
@@ -52,11 +82,14 @@ def defect_crop(gray: np.ndarray, mask: np.ndarray, size: int = 32, margin: floa
                 context: int = 3, ring_width: int = 3) -> np.ndarray:
     """The classifier's view of one defect: a `(2, size, size)` float32 array (grey levels, mask).
 
+    The box is centred on the mask's largest connected component (a mask of several pits far apart would
+    otherwise shrink each to a few pixels); other parts of the mask inside the box stay in view.
+
     Args:
         gray: `(H, W)` grey levels (0-255) of the full-resolution image.
         mask: `(H, W)` bool, the defect's mask; must not be empty.
         size: the side of the crop the classifier sees.
-        margin: the box around the mask's bounding box grows by this fraction of its longer side on each side.
+        margin: the box around the bounding box grows by this fraction of its longer side on each side.
         min_side: the smallest box side, in image pixels (tiny pits are not enlarged past ``size / min_side``).
         context: pixels (at crop scale) around the mask that stay visible; farther ones are set to 0, so the
             surroundings the two samples do not share (real crops come from anomalous images, painted ones
@@ -69,9 +102,9 @@ def defect_crop(gray: np.ndarray, mask: np.ndarray, size: int = 32, margin: floa
         raise ValueError("The mask is empty: there is no defect to crop.")
     around = ring(mask, ring_width)
     level = float(gray[around].mean()) if around.any() else float(gray[mask].mean())
-    centre_row, centre_col, side = _box(mask, margin, min_side)
+    centre_row, centre_col, side = _box(largest_component(mask), margin, min_side)
     window = _cut(np.asarray(gray, dtype=np.float32) - level, (centre_row, centre_col), side)
-    window_mask = _cut(mask.astype(np.float32), (centre_row, centre_col), side)
+    window_mask = _cut(mask.astype(np.float32), (centre_row, centre_col), side, mode="constant")
     pixels = torch.from_numpy(np.ascontiguousarray(window))[None, None]
     crop = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0, 0]
     crop_mask = F.interpolate(torch.from_numpy(np.ascontiguousarray(window_mask))[None, None], size=(size, size),

@@ -30,6 +30,10 @@ The figures, all in grey levels (luma, 0-255) at the image's own scale, with
 - ``c2st``: the classifier two-sample test of :mod:`.c2st` on real against painted crops (seed 0), per
   category (mean held-out accuracy over the folds, and its spread); a defect type's row gives the held-out
   accuracy of the category's classifiers on that type's crops.
+- ``c2st_paste``: the control: the same test between the real defects and the same real defects pasted into
+  the normal images inside the same masks, i.e. what a model that painted each real defect exactly would
+  score under this protocol (the seam and the few pixels of context the classifier sees); near 0.5 means the
+  instrument judges the fill and not the setting.
 - ``background_max``: the largest |output - input| outside the mask over every output, in grey levels
   (0-255 of the image's own range): 0 under the region constraint, bit for bit.
 
@@ -43,7 +47,7 @@ between anomalous and normal images for reasons that have nothing to do with the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +61,7 @@ from . import realism
 
 C2ST_GOAL = 0.70  # issue #17: a classifier tells painted from real at most this often
 DIVERSITY_GOAL = 0.5  # issue #17: seed std at least half the real defects' spatial std
-COLUMNS = ("category", "defect", "n", "c2st", "c2st_std", "texture_ratio", "texture_real_p10",
+COLUMNS = ("category", "defect", "n", "c2st", "c2st_std", "c2st_paste", "texture_ratio", "texture_real_p10",
            "texture_real_median", "texture_real_p90", "texture_in_range", "contrast", "contrast_real_p10",
            "contrast_real_median", "contrast_real_p90", "contrast_in_range", "seed_std", "real_std", "diversity",
            "diversity_n", "seeds", "background_max", "meets_goals")
@@ -195,7 +199,7 @@ def percentiles(values) -> tuple[float, float, float]:
 @dataclass
 class ItemResult:
     """What one item gave: the real defect's figures, the painted one's (seed 0), the diversity, the
-    classifier's crops."""
+    classifier's crops (real, painted, and the real defect pasted into the normal image: the control)."""
 
     item: FidelityItem
     resized: bool
@@ -206,9 +210,7 @@ class ItemResult:
     background_max: float
     real_crop: np.ndarray
     painted_crop: np.ndarray
-    real_gray: np.ndarray = field(repr=False, default=None)
-    painted_gray: np.ndarray = field(repr=False, default=None)
-    mask: np.ndarray = field(repr=False, default=None)
+    pasted_crop: np.ndarray  # the real defect's pixels pasted into the normal image inside the mask
 
 
 def _load(path: Path) -> PIL.Image.Image:
@@ -229,11 +231,10 @@ def real_on_canvas(item: FidelityItem, size: tuple[int, int]) -> tuple[np.ndarra
 
 def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring_width: int = 3,
                 crop_size: int = 32, num_inference_steps: int | None = None, batch_size: int = 8,
-                keep_images: bool = False, progress=None) -> list[ItemResult]:
+                progress=None) -> list[ItemResult]:
     """Paint every item (seed 0, and ``seeds`` seeds for the diversity items) with ``pipe`` and measure it.
 
     Args:
-        keep_images: keep the grey levels and masks in the results (for figures).
         progress: called with the number of items done, if given.
     """
     jobs = [(i, s) for i, item in enumerate(items) for s in range(seeds if item.diversity else 1)]
@@ -262,13 +263,15 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
         for i in finished:
             canvas, real_gray, mask, resized = prepared.pop(i)
             painted_gray = outputs[i][0]
+            pasted_gray = np.where(mask, real_gray, grey_levels(canvas))
+
+            def crop(gray, mask=mask):
+                return c2st_module.defect_crop(gray, mask, crop_size, ring_width=ring_width)
+
             results.append(ItemResult(
                 items[i], resized, realism.defect_stats(real_gray, mask, ring_width), spatial_std(real_gray, mask),
                 realism.defect_stats(painted_gray, mask, ring_width), seed_std(outputs.pop(i), mask),
-                background[i], c2st_module.defect_crop(real_gray, mask, crop_size, ring_width=ring_width),
-                c2st_module.defect_crop(painted_gray, mask, crop_size, ring_width=ring_width),
-                real_gray if keep_images else None, painted_gray if keep_images else None,
-                mask if keep_images else None,
+                background[i], crop(real_gray), crop(painted_gray), crop(pasted_gray),
             ))
             done += 1
             if progress is not None:
@@ -276,12 +279,15 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
     return results
 
 
-def run_c2st(results: list[ItemResult], folds: int = 5, seed: int = 0, steps: int = 200):
-    """The classifier two-sample test on the results' crops, each real crop paired with its painted one."""
+def run_c2st(results: list[ItemResult], folds: int = 5, seed: int = 0, steps: int = 200, against: str = "painted"):
+    """The classifier two-sample test on the results' crops, each real crop paired with its ``painted`` one, or
+    with its ``pasted`` one (the control: the real defect itself in the normal image, a perfect model)."""
+    if against not in ("painted", "pasted"):
+        raise ValueError(f"against must be 'painted' or 'pasted', got {against!r}.")
     real = np.stack([r.real_crop for r in results])
-    painted = np.stack([r.painted_crop for r in results])
+    other = np.stack([getattr(r, f"{against}_crop") for r in results])
     groups = np.arange(len(results))
-    return c2st_module.c2st(real, painted, groups, groups, folds=folds, seed=seed, steps=steps)
+    return c2st_module.c2st(real, other, groups, groups, folds=folds, seed=seed, steps=steps)
 
 
 def _geomean(values) -> float:
@@ -295,7 +301,7 @@ def _mean(values) -> float:
 
 
 def summary_row(category: str, defect: str, results: list[ItemResult], c2st: float, c2st_std: float,
-                seeds: int) -> dict:
+                seeds: int, c2st_paste: float = math.nan) -> dict:
     """One row of ``fidelity.csv`` (see :data:`COLUMNS` and the module docstring) for a group of results."""
     texture = _geomean(r.painted.texture_ratio for r in results)
     contrast = _mean(r.painted.contrast for r in results)
@@ -307,6 +313,7 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
     diversity = seed_spread / real_spread if real_spread > 0 else math.nan
     background = max((r.background_max for r in results), default=math.nan)
     row = {"category": category, "defect": defect, "n": len(results), "c2st": c2st, "c2st_std": c2st_std,
+           "c2st_paste": c2st_paste,
            "texture_ratio": texture, "texture_real_p10": t10, "texture_real_median": t50, "texture_real_p90": t90,
            "texture_in_range": in_range(texture, t10, t90), "contrast": contrast, "contrast_real_p10": c10,
            "contrast_real_median": c50, "contrast_real_p90": c90, "contrast_in_range": in_range(contrast, c10, c90),
@@ -316,23 +323,28 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
     return row
 
 
-def fidelity_rows(category: str, results: list[ItemResult], c2st_result, seeds: int) -> list[dict]:
+def fidelity_rows(category: str, results: list[ItemResult], c2st_result, seeds: int, paste_result=None) -> list[dict]:
     """One row per defect type (in the results' order) and a row ``all`` for the category.
 
     A type's ``c2st`` is the held-out accuracy on its crops of the category's classifiers (``c2st_std`` NaN);
-    the category row has the test's mean and spread over folds. A type meets the goals when its texture ratio
-    is inside the real p10..p90, its diversity is at least :data:`DIVERSITY_GOAL` and the background is exact;
-    the category when every type does and ``c2st`` is at most :data:`C2ST_GOAL`.
+    the category row has the test's mean and spread over folds. ``c2st_paste`` is the same for the control
+    test (``paste_result``: real against the real defects pasted into the normal images), NaN without it.
+    A type meets the goals when its texture ratio is inside the real p10..p90, its diversity is at least
+    :data:`DIVERSITY_GOAL` and the background is exact; the category when every type does and ``c2st`` is at
+    most :data:`C2ST_GOAL`.
     """
     n = len(results)
     defects = list(dict.fromkeys(r.item.defect for r in results))
     rows = []
     for defect in defects:
         index = np.array([i for i, r in enumerate(results) if r.item.defect == defect])
-        accuracy = c2st_result.accuracy_of(np.concatenate([index, index + n])) if c2st_result else math.nan
-        rows.append(summary_row(category, defect, [results[i] for i in index], accuracy, math.nan, seeds))
+        both = np.concatenate([index, index + n])
+        accuracy = c2st_result.accuracy_of(both) if c2st_result else math.nan
+        paste = paste_result.accuracy_of(both) if paste_result else math.nan
+        rows.append(summary_row(category, defect, [results[i] for i in index], accuracy, math.nan, seeds, paste))
     accuracy, spread = (c2st_result.accuracy, c2st_result.std) if c2st_result else (math.nan, math.nan)
-    total = summary_row(category, "all", results, accuracy, spread, seeds)
+    paste = paste_result.accuracy if paste_result else math.nan
+    total = summary_row(category, "all", results, accuracy, spread, seeds, paste)
     total["meets_goals"] = bool(all(r["meets_goals"] for r in rows) and accuracy <= C2ST_GOAL
                                 and total["background_max"] == 0)
     return [*rows, total]

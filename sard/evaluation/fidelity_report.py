@@ -51,20 +51,21 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
-HEADER = ("| defect | n | C2ST | texture ratio (real p10–p90) | in | contrast (real p10–p90) | in "
-          "| diversity (seed std / real std) | background max |")
+HEADER = ("| defect | n | C2ST | C2ST of pasted real | texture ratio (real p10–p90) | in | contrast (real p10–p90) "
+          "| in | diversity (seed std / real std) | background max |")
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a markdown table: one line per defect type, the category (``all``) last.
 
     C2ST: the mean held-out accuracy (``± spread`` over folds on the category line; goal at most
-    :data:`~sard.evaluation.fidelity.C2ST_GOAL`). Texture and contrast: the painted value with the real
+    :data:`~sard.evaluation.fidelity.C2ST_GOAL`), and that of the control (the real defects pasted into the
+    normal images: what a perfect model would score). Texture and contrast: the painted value with the real
     defects' p10–p90, and whether it is inside. Diversity: the ratio with its two standard deviations in grey
     levels (goal at least :data:`~sard.evaluation.fidelity.DIVERSITY_GOAL`). Background: the largest change
     outside the mask, grey levels (must be 0).
     """
-    lines = [HEADER, "|---|---:|---:|---|---|---|---|---|---:|"]
+    lines = [HEADER, "|---|---:|---:|---:|---|---|---|---|---|---:|"]
     for row in rows:
         c2st = _f(row["c2st"], ".2f")
         if math.isfinite(row["c2st_std"]):
@@ -76,8 +77,9 @@ def markdown_table(rows: list[dict]) -> str:
         diversity = (f"{_f(row['diversity'], '.2f')} ({_f(row['seed_std'], '.1f')} / {_f(row['real_std'], '.1f')}, "
                      f"{row['diversity_n']} masks x {row['seeds']} seeds)")
         defect = "**all**" if row["defect"] == "all" else row["defect"]
-        lines.append(f"| {defect} | {row['n']} | {c2st} | {texture} | {_yes(row['texture_in_range'])} | {contrast} "
-                     f"| {_yes(row['contrast_in_range'])} | {diversity} | {_f(row['background_max'], '.0f')} |")
+        cells = [defect, str(row["n"]), c2st, _f(row["c2st_paste"], ".2f"), texture, _yes(row["texture_in_range"]),
+                 contrast, _yes(row["contrast_in_range"]), diversity, _f(row["background_max"], ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
