@@ -132,6 +132,6 @@ def test_script_refuses_a_bad_config_before_reading_data(tmp_path):
 
 def test_the_dmg_stage_two_config_is_a_valid_training_config(tmp_path):
     path = REPO_ROOT / "train" / "configs" / "dmg-finetune-cpu.yaml"
-    config = load_config(path, {"data_root": str(tmp_path)})
+    config = load(TrainConfig, path, {"data_root": str(tmp_path)})
     assert config.disc_view == "clean" and config.disc_warmup_steps > 0 and config.lambda_ms > 0
     assert config.held_out_every % config.log_every == 0
