@@ -236,6 +236,8 @@ def test_command_end_to_end_on_a_tiny_data_set(tmp_path, capsys):
     assert all(r["seeds"] == 3 and r["background_max"] == 0.0 for r in read)  # the region constraint: exact
     assert all(r["diversity"] > 0 and r["real_std"] > 0 for r in read)  # an untrained model's fills do vary
     assert 0.0 <= read[-1]["c2st"] <= 1.0 and math.isfinite(read[-1]["c2st_std"])
+    p = read[-1]["c2st"]
+    assert read[-1]["c2st_se"] == pytest.approx(math.sqrt(p * (1 - p) / 12))  # 6 masks: 12 crops
     assert all(0.0 <= r["c2st_paste"] <= 1.0 for r in read)
     assert all(isinstance(r["texture_in_range"], bool) for r in read)
     for row, written in zip(rows, read):
@@ -268,15 +270,16 @@ def test_command_refuses_bad_arguments_with_a_message(tmp_path, capsys):
 
 
 def test_markdown_table_marks_what_is_out_of_range():
-    row = {"category": "c", "defect": "a", "n": 4, "c2st": 0.9, "c2st_std": math.nan, "c2st_paste": 0.55,
+    row = {"category": "c", "defect": "a", "n": 4, "c2st": 0.9, "c2st_se": 0.106, "c2st_std": math.nan,
+           "c2st_paste": 0.55,
            "texture_ratio": 0.7,
            "texture_real_p10": 1.04, "texture_real_median": 1.2, "texture_real_p90": 1.5, "texture_in_range": False,
            "contrast": -10.0, "contrast_real_p10": -30.0, "contrast_real_median": -20.0, "contrast_real_p90": -5.0,
            "contrast_in_range": True, "seed_std": 2.0, "real_std": 8.0, "diversity": 0.25, "diversity_n": 4,
            "seeds": 4, "background_max": 0.0, "meets_goals": False}
-    table = fidelity_report.markdown_table([row, {**row, "defect": "all", "c2st_std": 0.05}])
+    table = fidelity_report.markdown_table([row, {**row, "defect": "all", "c2st_se": 0.05}])
     lines = table.splitlines()
-    assert lines[2] == ("| a | 4 | 0.90 | 0.55 | 0.70 (1.04–1.50) | **no** | -10.0 (-30.0 to -5.0) | yes "
+    assert lines[2] == ("| a | 4 | 0.90 ± 0.11 | 0.55 | 0.70 (1.04–1.50) | **no** | -10.0 (-30.0 to -5.0) | yes "
                         "| 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 |")
     assert re.match(r"\| \*\*all\*\* \| 4 \| 0\.90 ± 0\.05 \|", lines[3])
     goals = fidelity_report.goals_summary([row, {**row, "defect": "all"}])

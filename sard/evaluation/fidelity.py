@@ -28,8 +28,10 @@ The figures, all in grey levels (luma, 0-255) at the image's own scale, with
   averaged over the items. 1 would be a model whose fills vary from seed to seed as much as a real defect
   varies across its own pixels.
 - ``c2st``: the classifier two-sample test of :mod:`.c2st` on real against painted crops (seed 0), per
-  category (mean held-out accuracy over the folds, and its spread); a defect type's row gives the held-out
-  accuracy of the category's classifiers on that type's crops.
+  category (mean held-out accuracy over the folds; ``c2st_std`` its spread over the folds); a defect type's
+  row gives the held-out accuracy of the category's classifiers on that type's crops. ``c2st_se`` is the
+  binomial standard error ``sqrt(p (1 - p) / 2n)`` of an accuracy on the 2n crops: with 32 masks about 0.06,
+  so two models closer than about 0.15 are not told apart; ranking models needs more masks.
 - ``c2st_paste``: the control: the same test between the real defects and the same real defects pasted into
   the normal images inside the same masks, i.e. what a model that painted each real defect exactly would
   score under this protocol (the seam and the few pixels of context the classifier sees); near 0.5 means the
@@ -56,12 +58,13 @@ import torch
 
 from .. import image_io
 from ..datasets import Anomaly, DatasetError, DefectDataset, load_mask, load_rgb
+from ..seeding import seeded_generator
 from . import c2st as c2st_module
 from . import realism
 
 C2ST_GOAL = 0.70  # issue #17: a classifier tells painted from real at most this often
 DIVERSITY_GOAL = 0.5  # issue #17: seed std at least half the real defects' spatial std
-COLUMNS = ("category", "defect", "n", "c2st", "c2st_std", "c2st_paste", "texture_ratio", "texture_real_p10",
+COLUMNS = ("category", "defect", "n", "c2st", "c2st_se", "c2st_std", "c2st_paste", "texture_ratio", "texture_real_p10",
            "texture_real_median", "texture_real_p90", "texture_in_range", "contrast", "contrast_real_p10",
            "contrast_real_median", "contrast_real_p90", "contrast_in_range", "seed_std", "real_std", "diversity",
            "diversity_n", "seeds", "background_max", "meets_goals")
@@ -83,8 +86,7 @@ class FidelityItem:
 
     def generator(self, seed: int, s: int) -> torch.Generator:
         """The generator of seed ``s`` of this item (a function of ``(seed, type, j, s)`` only)."""
-        state = np.random.SeedSequence([seed, self.defect_index, self.j, s, 17]).generate_state(1)[0]
-        return torch.Generator().manual_seed(int(state))
+        return seeded_generator(seed, self.defect_index, self.j, s, 17)
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -300,6 +302,11 @@ def _mean(values) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def binomial_se(accuracy: float, count: int) -> float:
+    """The standard error ``sqrt(p (1 - p) / N)`` of an accuracy measured on ``count`` held-out samples."""
+    return math.sqrt(accuracy * (1 - accuracy) / count) if count and math.isfinite(accuracy) else math.nan
+
+
 def summary_row(category: str, defect: str, results: list[ItemResult], c2st: float, c2st_std: float,
                 seeds: int, c2st_paste: float = math.nan) -> dict:
     """One row of ``fidelity.csv`` (see :data:`COLUMNS` and the module docstring) for a group of results."""
@@ -312,7 +319,8 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
     real_spread = _mean(r.real_std for r in results)
     diversity = seed_spread / real_spread if real_spread > 0 else math.nan
     background = max((r.background_max for r in results), default=math.nan)
-    row = {"category": category, "defect": defect, "n": len(results), "c2st": c2st, "c2st_std": c2st_std,
+    row = {"category": category, "defect": defect, "n": len(results), "c2st": c2st,
+           "c2st_se": binomial_se(c2st, 2 * len(results)), "c2st_std": c2st_std,
            "c2st_paste": c2st_paste,
            "texture_ratio": texture, "texture_real_p10": t10, "texture_real_median": t50, "texture_real_p90": t90,
            "texture_in_range": in_range(texture, t10, t90), "contrast": contrast, "contrast_real_p10": c10,

@@ -58,7 +58,7 @@ HEADER = ("| defect | n | C2ST | C2ST of pasted real | texture ratio (real p10�
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a markdown table: one line per defect type, the category (``all``) last.
 
-    C2ST: the mean held-out accuracy (``± spread`` over folds on the category line; goal at most
+    C2ST: the mean held-out accuracy ``±`` its binomial standard error (goal at most
     :data:`~sard.evaluation.fidelity.C2ST_GOAL`), and that of the control (the real defects pasted into the
     normal images: what a perfect model would score). Texture and contrast: the painted value with the real
     defects' p10–p90, and whether it is inside. Diversity: the ratio with its two standard deviations in grey
@@ -68,8 +68,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = [HEADER, "|---|---:|---:|---:|---|---|---|---|---|---:|"]
     for row in rows:
         c2st = _f(row["c2st"], ".2f")
-        if math.isfinite(row["c2st_std"]):
-            c2st += f" ± {row['c2st_std']:.2f}"
+        if math.isfinite(row["c2st_se"]):
+            c2st += f" ± {row['c2st_se']:.2f}"
         texture = (f"{_f(row['texture_ratio'], '.2f')} ({_f(row['texture_real_p10'], '.2f')}–"
                    f"{_f(row['texture_real_p90'], '.2f')})")
         contrast = (f"{_f(row['contrast'], '.1f')} ({_f(row['contrast_real_p10'], '.1f')} to "
