@@ -43,7 +43,8 @@ def check_checkpoint(folder: str | Path) -> None:
     if not index_path.is_file():
         raise CheckpointError(
             f"{folder} is not a SARD checkpoint (no model_index.json). Pass a folder written by "
-            "SARDPipeline.save_pretrained or train/train_sard.py, or a Hugging Face Hub id."
+            "SARDPipeline.save_pretrained or by training (a run folder or one of its checkpoint-N folders), or a "
+            "Hugging Face Hub id."
         )
     index = _read_json(index_path)
     if index.get("_class_name") != "SARDPipeline":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sard import DEFAULT_CHECKPOINT, SARDPipeline
 from sard.datasets import read_dataset
-from sard.previews import defect_grid, preview_rows
+from sard.training.previews import defect_grid, preview_rows
 
 
 def main() -> None:

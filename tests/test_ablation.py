@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import math
 import warnings
@@ -21,8 +20,9 @@ from fixtures import make_dataset
 
 from sard.config import ConfigError, load
 from sard.datasets import load_mask, read_dataset
-from sard.evaluation import ablation_report, probe
+from sard.evaluation import ablation_report, ablation_run, probe
 from sard.evaluation.ablation import VARIANTS, load_ablation_config, parse_variants
+from sard.synthesis import cli as synthesis_cli
 from sard.training.config import TrainConfig
 from sard.training.trainer import train
 
@@ -30,13 +30,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "train" / "configs"
 
 pytestmark = pytest.mark.filterwarnings("ignore:1 empty mask")
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"test_{name}", REPO_ROOT / "train" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -212,12 +205,11 @@ def test_synthesis_and_harness_pass_the_sampling_switches_on(data, tmp_path):
     assert load(EvalConfig, None, {"background": "noised"}).identity()["background"] == "noised"
     checkpoint = tmp_path / "ckpt"
     make_pipeline().save_pretrained(checkpoint)
-    synthesize = _script("synthesize")
     sets = {}
     for name, flags in (("rcd", []), ("noised", ["--background", "noised"]), ("loose", ["--no_region_constraint"])):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            synthesize.main(["--checkpoint", str(checkpoint), "--data_root", str(data.data_root), "--category",
+            synthesis_cli.main(["--checkpoint", str(checkpoint), "--data_root", str(data.data_root), "--category",
                              data.category, "--method", "sard", "--n_per_defect", "1", "--output_dir",
                              str(tmp_path / name), "--num_threads", "1", *flags])
         root = tmp_path / name / data.category
@@ -330,18 +322,17 @@ def test_config_files(tmp_path):
         parse_variants("base,no_rcd")
 
 
-# --- train/ablate.py end to end ----------------------------------------------------------------------------------
+# --- the ablation (train/ablate.py) end to end ---------------------------------------------------------------------
 
 
 def test_ablate_end_to_end_then_resume(data, tmp_path):
-    ablate = _script("ablate")
     config = _config(tmp_path, train={"max_steps": 2})
     out = tmp_path / "out"
     argv = ["--data_root", str(data.data_root), "--category", data.category, "--config", str(config),
             "--output_dir", str(out), "--variants", "unconstrained"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ablate.main(argv)
+        ablation_run.main(argv)
     with open(out / "ablation.csv", newline="") as handle:
         rows = {(r["variant"], r["defect"]): r for r in csv.DictReader(handle)}
     assert set(rows) == {(v, d) for v in ("base", "unconstrained", "real") for d in ("a", "b", "all")}
@@ -356,7 +347,7 @@ def test_ablate_end_to_end_then_resume(data, tmp_path):
     table = (out / "ablation.csv").read_text()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ablate.main(argv)  # everything is done: nothing is trained, evaluated or probed again
+        ablation_run.main(argv)  # everything is done: nothing is trained, evaluated or probed again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (out / "ablation.csv").read_text() == table
     timing = json.loads((out / "widget" / "timing.json").read_text())
@@ -366,7 +357,7 @@ def test_ablate_end_to_end_then_resume(data, tmp_path):
     other.mkdir()
     argv[argv.index("--config") + 1] = str(_config(other, train={"max_steps": 3}))
     with pytest.raises(ConfigError, match="other training settings \\(max_steps differ\\)"):
-        ablate.main(argv)
+        ablation_run.main(argv)
 
 
 # --- the published results ----------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ samples it must and must not tell apart, and train/fidelity.py end to end on a t
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import re
 from pathlib import Path
@@ -16,18 +15,16 @@ import torch
 from conftest import box_mask, make_pipeline
 from fixtures import make_dataset
 
-from sard.datasets import read_dataset
-from sard.evaluation import c2st, fidelity, fidelity_report
+from sard.config import ConfigError
+from sard.datasets import DatasetError, read_dataset
+from sard.evaluation import c2st, fidelity, fidelity_report, fidelity_run
 from sard.evaluation.realism import defect_stats
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("_sard_fidelity", REPO_ROOT / "train" / "fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return fidelity_run
 
 
 # --- the figures against closed forms ---------------------------------------------------------------------
@@ -263,9 +260,9 @@ def test_command_refuses_bad_arguments_with_a_message(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _script().main([*base, "--seeds", "1"])
     assert "--seeds must be at least 2" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="not in"):
+    with pytest.raises(ConfigError, match="not in"):
         _script().main([*base, "--defects", "zzz"])
-    with pytest.raises(SystemExit, match="No data set folder"):
+    with pytest.raises(DatasetError, match="No data set folder"):
         _script().main([*base[:4], "--category", "missing", *base[6:]])
 
 

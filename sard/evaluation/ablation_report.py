@@ -7,7 +7,6 @@ same figures of the real held-out defects as rows of the pseudo-variant ``real``
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -15,11 +14,12 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
+from .. import figures
 from ..datasets import load_mask
-from . import realism
+from ..figures import Panel
+from . import realism, report
 from .ablation import Variant
 from .probe import ProbeTile
-from .report import PALETTE, _font
 
 COLUMNS = ("variant", "claim", "category", "defect", "miou", "acc", "iou", "contrast", "texture_ratio",
            "contrast_gap", "texture_gap", "drift", "n_probe")
@@ -64,10 +64,7 @@ def ablation_rows(category: str, variants: list[Variant], downstream: dict[str, 
 
 
 def write_csv(rows: list[dict], path: str | Path) -> None:
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
+    report.write_csv(rows, path, COLUMNS)
 
 
 def _nan(value) -> bool:
@@ -75,9 +72,7 @@ def _nan(value) -> bool:
 
 
 def _fmt(value, spec: str = ".2f") -> str:
-    if _nan(value):
-        return "–"
-    return "0" if value == 0 else format(value, spec)
+    return "0" if value == 0 else report.fmt(value, spec)
 
 
 def markdown(rows: list[dict], descriptions: dict[str, str] | None = None) -> str:
@@ -111,14 +106,6 @@ def markdown(rows: list[dict], descriptions: dict[str, str] | None = None) -> st
     return "\n".join(lines)
 
 
-def _axis_top(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value`` (1 for nothing to show)."""
-    if not value > 0:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
-
-
 def bar_chart(rows: list[dict], path: str | Path, width: int = 900, height: int = 300) -> None:
     """One panel per figure, groups = categories, bars = variants (``all`` rows): mIoU, IoU(defect), the
     distances to the real defects (|contrast gap|, |texture gap|) and the background drift before the paste."""
@@ -129,40 +116,9 @@ def bar_chart(rows: list[dict], path: str | Path, width: int = 900, height: int 
     alls = [r for r in rows if r["defect"] == "all" and r["variant"] != "real"]
     variants = list(dict.fromkeys(r["variant"] for r in alls))
     categories = list(dict.fromkeys(r["category"] for r in alls))
-    index = {(r["variant"], r["category"]): r for r in alls}
-    image = PIL.Image.new("RGB", (width, height * len(panels) + 40), "white")
-    draw = PIL.ImageDraw.Draw(image)
-    font, small = _font(15), _font(12)
-    for p, (key, title) in enumerate(panels):
-        values = [abs(r[key]) for r in alls if not _nan(r[key])]
-        top_value = 100.0 if key in ("miou", "iou") else _axis_top(max(values + [0.0]))
-        top, left, right, bottom = p * height + 36, 60, width - 20, p * height + height - 34
-        draw.text((left, p * height + 10), title, fill="black", font=font)
-        for tick in np.linspace(0.0, top_value, 5):
-            y = bottom - (bottom - top) * tick / top_value
-            draw.line([(left, y), (right, y)], fill=(225, 225, 225))
-            draw.text((4, y - 7), f"{tick:.3g}", fill="black", font=small)
-        draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
-        group_width = (right - left) / max(1, len(categories))
-        bar = group_width * 0.8 / max(1, len(variants))
-        for g, category in enumerate(categories):
-            x0 = left + g * group_width + group_width * 0.1
-            for v, variant in enumerate(variants):
-                value = index.get((variant, category), {}).get(key, NAN)
-                if _nan(value):
-                    continue
-                value = abs(value)
-                y = bottom - (bottom - top) * min(value, top_value) / top_value
-                x = x0 + v * bar
-                draw.rectangle([x, y, x + bar - 2, bottom], fill=PALETTE[v % len(PALETTE)])
-                draw.text((x, y - 14), f"{value:.3g}", fill="black", font=small)
-            draw.text((x0, bottom + 6), category, fill="black", font=small)
-    for v, variant in enumerate(variants):
-        x = 60 + v * 160
-        draw.rectangle([x, height * len(panels) + 12, x + 14, height * len(panels) + 26],
-                       fill=PALETTE[v % len(PALETTE)])
-        draw.text((x + 20, height * len(panels) + 12), variant, fill="black", font=small)
-    image.save(path)
+    drawn = [Panel(title, {(r["variant"], r["category"]): abs(r[key]) for r in alls if not _nan(r[key])},
+                   top=100.0 if key in ("miou", "iou") else None) for key, title in panels]
+    figures.bar_chart(drawn, categories, variants, path, width=width, height=height)
 
 
 def save_tiles(tiles: dict[tuple[str, int], ProbeTile], folder: str | Path) -> None:
@@ -183,23 +139,3 @@ def load_tile(folder: str | Path, defect: str, j: int) -> ProbeTile | None:
     arrays = {kind: np.asarray(PIL.Image.open(p).convert("RGB")) for kind, p in paths.items() if kind != "mask"}
     arrays["mask"] = load_mask(paths["mask"])
     return ProbeTile(**arrays)
-
-
-def side_by_side(titles: list[str], rows: list[tuple[str, list[PIL.Image.Image | None]]], tile: int = 128,
-                 ) -> PIL.Image.Image:
-    """A grid: a title per column, a label over each row, every image resized to ``tile`` x ``tile`` (a
-    missing image leaves its cell blank)."""
-    header, label = 30, 16
-    grid = PIL.Image.new("RGB", (tile * len(titles), header + (tile + label) * len(rows)), "white")
-    draw = PIL.ImageDraw.Draw(grid)
-    small = _font(11)
-    for c, title in enumerate(titles):
-        for k, line in enumerate(title.split("\n")[:2]):
-            draw.text((c * tile + 3, 2 + 13 * k), line, fill="black", font=small)
-    for r, (name, images) in enumerate(rows):
-        y = header + r * (tile + label)
-        draw.text((3, y + 2), name, fill="black", font=small)
-        for c, image in enumerate(images):
-            if image is not None:
-                grid.paste(image.convert("RGB").resize((tile, tile), PIL.Image.NEAREST), (c * tile, y + label))
-    return grid

@@ -15,9 +15,10 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
+from ..figures import font as _font
 from .c2st import GREY_SCALE
 from .fidelity import C2ST_GOAL, COLUMNS, DIVERSITY_GOAL
-from .report import _font, write_csv
+from .report import write_csv
 
 BOOLEAN = ("texture_in_range", "contrast_in_range", "meets_goals")
 INTEGER = ("n", "diversity_n", "seeds")

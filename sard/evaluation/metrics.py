@@ -25,6 +25,12 @@ import numpy as np
 import torch
 
 
+def _mean_of_defined(*values: float) -> float:
+    """The mean of the values that are not NaN (a class absent from both prediction and truth); NaN if none."""
+    defined = [v for v in values if not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else math.nan
+
+
 @dataclass
 class Confusion:
     """Pixel counts: ``tp`` defect predicted as defect, ``fp`` background predicted as defect, ``fn`` defect
@@ -68,8 +74,7 @@ class Confusion:
     @property
     def miou(self) -> float:
         """Mean IoU of defect and background (classes with IoU 0/0 left out)."""
-        values = [v for v in (self.iou, self.iou_background) if not math.isnan(v)]
-        return sum(values) / len(values) if values else math.nan
+        return _mean_of_defined(self.iou, self.iou_background)
 
     @property
     def accuracy_defect(self) -> float:
@@ -83,8 +88,7 @@ class Confusion:
     @property
     def macc(self) -> float:
         """Mean of the per-class accuracies of the classes present in the ground truth (mmsegmentation's mAcc)."""
-        values = [v for v in (self.accuracy_defect, self.accuracy_background) if not math.isnan(v)]
-        return sum(values) / len(values) if values else math.nan
+        return _mean_of_defined(self.accuracy_defect, self.accuracy_background)
 
     @property
     def aacc(self) -> float:

@@ -9,7 +9,7 @@ All figures are in grey levels (0-255, the luma of RGB) and are taken at one sca
 - ``energy(R) = mean over R of |L x|``, with ``L`` the 4-neighbour Laplacian (edges replicated): how busy the
   texture is (high-frequency energy); the pixels of ``m`` next to its border count, so a hard seam adds to it;
 - ``texture_ratio = energy(m) / energy(ring)``: 1 is as busy as the surroundings, noise-filled masks give
-  several times that (METHOD.md measured 4-6 for fills of pure noise and 0.8-1.8 for real defects);
+  several times that (docs/METHOD.md measured 4-6 for fills of pure noise and 0.8-1.8 for real defects);
 - ``drift(before, after, m, w) = mean over ring(m, w) and the channels of |after - before|``.
 
 A figure with nothing to average over (an empty ring, a flat ring for the ratio) is NaN.

@@ -1,4 +1,5 @@
-"""The evaluation's report: ``results.csv``, a markdown table and a bar chart (drawn with PIL only)."""
+"""The benchmark's report: ``results.csv``, markdown tables and a bar chart, and the CSV and table helpers the
+ablation's report (:mod:`.ablation_report`) shares; charts are drawn by :mod:`sard.figures`."""
 
 from __future__ import annotations
 
@@ -6,23 +7,20 @@ import csv
 import math
 from pathlib import Path
 
-import PIL.Image
-import PIL.ImageDraw
-import PIL.ImageFont
-
+from .. import figures
+from ..figures import Panel
+from ..files import atomic_path
 from .aggregate import comparisons, not_separable_from_best
 from .harness import METRICS
 
 COLUMNS = ("method", "category", "defect", "seeds", *(k for m in METRICS for k in (m, f"{m}_std")))
 SEED_COLUMNS = ("method", "category", "defect", "seed", *METRICS)
 NAMES = {"iou": "IoU(defect)", "miou": "mIoU", "macc": "mAcc", "aacc": "aAcc"}
-# Colour-blind-safe (Okabe-Ito), one per method in order of appearance.
-PALETTE = [(0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (213, 94, 0),
-           (240, 228, 66), (0, 0, 0)]
 
 
 def write_csv(rows: list[dict], path: str | Path, columns=COLUMNS) -> None:
-    with open(path, "w", newline="") as file:
+    """``rows`` as a CSV of ``columns``, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows({k: row[k] for k in columns} for row in rows)
@@ -54,13 +52,14 @@ def category_means(rows: list[dict]) -> dict[str, dict[str, float]]:
     return means
 
 
-def _fmt(value: float, spec: str = ".2f") -> str:
+def fmt(value: float, spec: str = ".2f") -> str:
+    """A table cell: ``value`` formatted with ``spec``, "–" for NaN."""
     return "–" if isinstance(value, float) and math.isnan(value) else format(value, spec)
 
 
 def _cell(row: dict, metric: str) -> str:
     std = row.get(f"{metric}_std", math.nan)
-    return _fmt(row[metric]) + ("" if isinstance(std, float) and math.isnan(std) else f" ± {_fmt(std)}")
+    return fmt(row[metric]) + ("" if isinstance(std, float) and math.isnan(std) else f" ± {fmt(std)}")
 
 
 def category_table(rows: list[dict], category: str) -> str:
@@ -98,7 +97,7 @@ def comparison_table(rows: list[dict]) -> str:
         for m in metrics:
             verdict = {True: "separable", False: "not separable", None: "one seed"}[entry[f"{m}_separable"]]
             spread = entry[f"{m}_2spread"]
-            cells.append(f"{_fmt(entry[m], '+.2f')}" + ("" if math.isnan(spread) else f" (2σ {_fmt(spread)})")
+            cells.append(f"{fmt(entry[m], '+.2f')}" + ("" if math.isnan(spread) else f" (2σ {fmt(spread)})")
                          + f": {verdict}")
         lines.append(f"| {entry['category']} | {entry['row']} − {entry['against']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -119,7 +118,7 @@ def markdown_table(rows: list[dict]) -> str:
                   table]
 
     def cell(row):
-        return f"{_fmt(row['miou'])} / {_fmt(row['macc'])} / {_fmt(row['iou'])}" if row else "n/a"
+        return f"{fmt(row['miou'])} / {fmt(row['macc'])} / {fmt(row['iou'])}" if row else "n/a"
 
     if len(categories) > 1:
         means = category_means(rows)
@@ -139,60 +138,23 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def _font(size: int):
-    try:
-        return PIL.ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size default font
-        return PIL.ImageFont.load_default()
-
-
 def bar_chart(rows: list[dict], path: str | Path, metrics=("miou", "iou"), size=(900, 420)) -> None:
-    """Grouped bars, one panel per metric: groups are the categories (and their average), bars the methods."""
+    """Grouped bars, one ``size`` panel per metric (and a legend row): groups are the categories (and their
+    average), bars the methods, whiskers one spread over the seeds."""
     methods = _ordered(r["method"] for r in rows)
     categories = _ordered(r["category"] for r in rows)
-    index = {(r["method"], r["category"]): r for r in rows if r["defect"] == "all"}
+    alls = [r for r in rows if r["defect"] == "all"]
     groups = categories + (["average"] if len(categories) > 1 else [])
     means = category_means(rows)
     titles = {"miou": "mIoU (%)", "iou": "IoU of the defect class (%)", "macc": "mAcc (%)", "aacc": "aAcc (%)"}
-    width, height = size
-    image = PIL.Image.new("RGB", (width, height * len(metrics)), "white")
-    draw = PIL.ImageDraw.Draw(image)
-    font, small = _font(16), _font(12)
-    for p, metric in enumerate(metrics):
-        top, left, right, bottom = p * height + 40, 60, width - 20, p * height + height - 70
-        draw.text((left, p * height + 12), titles.get(metric, metric), fill="black", font=font)
-        for tick in range(0, 101, 20):
-            y = bottom - (bottom - top) * tick / 100
-            draw.line([(left, y), (right, y)], fill=(225, 225, 225))
-            draw.text((left - 30, y - 7), f"{tick}", fill="black", font=small)
-        draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
-        group_width = (right - left) / len(groups)
-        bar = group_width * 0.8 / len(methods)
-        for g, group in enumerate(groups):
-            x0 = left + g * group_width + group_width * 0.1
-            for m, method in enumerate(methods):
-                row = means[method] if group == "average" else index.get((method, group))
-                value = row[metric] if row else math.nan
-                if isinstance(value, float) and math.isnan(value):
-                    continue
-
-                def level(v, top=top, bottom=bottom):
-                    return bottom - (bottom - top) * max(0.0, min(v, 100.0)) / 100
-
-                y, x = level(value), x0 + m * bar
-                draw.rectangle([x, y, x + bar - 2, bottom], fill=PALETTE[m % len(PALETTE)])
-                std = row.get(f"{metric}_std", math.nan) if group != "average" else math.nan
-                if not math.isnan(std):  # a whisker of one spread either side of the mean
-                    middle = x + (bar - 2) / 2
-                    draw.line([(middle, level(value + std)), (middle, level(value - std))], fill="black", width=1)
-                draw.text((x, min(y, level(value + (0 if math.isnan(std) else std))) - 14), f"{value:.0f}",
-                          fill="black", font=small)
-            draw.text((x0, bottom + 6), group, fill="black", font=small)
-        for m, method in enumerate(methods):
-            x = left + m * (right - left) / max(1, len(methods))
-            draw.rectangle([x, bottom + 30, x + 14, bottom + 44], fill=PALETTE[m % len(PALETTE)])
-            draw.text((x + 20, bottom + 30), method, fill="black", font=small)
-    image.save(path)
+    panels = []
+    for metric in metrics:
+        values = {(r["method"], r["category"]): r[metric] for r in alls}
+        if len(categories) > 1:
+            values.update({(m, "average"): means[m][metric] for m in methods})
+        spreads = {(r["method"], r["category"]): r.get(f"{metric}_std", math.nan) for r in alls}
+        panels.append(Panel(titles.get(metric, metric), values, spreads, top=100.0, label=".0f"))
+    figures.bar_chart(panels, groups, methods, path, width=size[0], height=size[1])
 
 
 LEGEND = (

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..datasets import read_dataset
 from ..files import atomic_path, write_text
+from ..processes import process_state
 from .masks import MaskAugmentation
 from .methods import Item, build_synthesizer
 
@@ -109,25 +109,6 @@ def _check_settings(root: Path, settings: SynthesisSettings) -> None:
         )
 
 
-def process_state():
-    """accelerate's ``PartialState``: this process's place among those ``accelerate launch`` started.
-
-    On a machine without GPUs, processes are only joined (gloo) under ``ACCELERATE_USE_CPU=true``; without it
-    each would do all the work alone, so that is refused with the command to use instead.
-    """
-    from accelerate import PartialState
-
-    state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes"))
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size != state.num_processes:
-        raise SystemExit(
-            f"{world_size} processes were launched but accelerate joined {state.num_processes}: each would do all "
-            "the work alone. Without GPUs, launch with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
-            "--num_processes N."
-        )
-    return state
-
-
 def plan(defect_types: list[str], n_per_defect: int) -> list[Item]:
     """Every item, defect types in sorted order, k = 0..n-1 within each."""
     return [Item(d, i, k) for i, d in enumerate(sorted(defect_types)) for k in range(n_per_defect)]
@@ -159,7 +140,7 @@ def read_manifest(root: str | Path) -> list[dict]:
     root = Path(root)
     path = root / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"No {MANIFEST} in {root}; run train/synthesize.py first.")
+        raise FileNotFoundError(f"No {MANIFEST} in {root}: synthesise the set first (synthesize_category).")
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for record in records:
         record["image"] = str(root / record["image"])

@@ -1,4 +1,4 @@
-"""The losses of Discriminative Mask Guidance, in DDGAN's non-saturating form (METHOD.md, Training)."""
+"""The losses of Discriminative Mask Guidance, in DDGAN's non-saturating form (docs/METHOD.md, "DMG")."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -26,7 +25,7 @@ from ..denoiser import SARDDenoiser
 from ..discriminator import MaskAwareDiscriminator
 from ..files import atomic_path
 from ..pipeline import SARDPipeline
-from ..previews import defect_grid, preview_rows
+from ..processes import check_world_size, set_threads
 from ..scheduler import SARDScheduler
 from ..seeding import seeded_generator
 from . import checkpoints
@@ -34,6 +33,7 @@ from .config import TrainConfig
 from .crops import Augmentation, CropBatches, load_examples
 from .dmg import DMGLoss
 from .model_card import hardware, model_card
+from .previews import defect_grid, preview_rows
 
 
 def build_models(config: TrainConfig, defect_types: list[str]):
@@ -120,21 +120,8 @@ def train(config: TrainConfig) -> None:
         log_with="tensorboard",
         project_dir=config.output_dir,
     )
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size != accelerator.num_processes:
-        # torchrun started several processes but accelerate found no GPUs to join them on: each would train alone
-        # and all would write the same output folder.
-        raise ConfigError(
-            f"{world_size} processes were launched but accelerate joined {accelerator.num_processes}: each would "
-            "train alone into the same output folder. Without GPUs, launch with ACCELERATE_USE_CPU=true accelerate "
-            "launch --multi_gpu --num_processes N."
-        )
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    elif accelerator.device.type == "cpu":
-        # accelerate launch sets OMP_NUM_THREADS=1; on a CPU give each local process its share of the cores.
-        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
+    check_world_size(accelerator.num_processes)
+    set_threads(config.num_threads, accelerator)
     set_seed(config.seed)  # weight initialisation; batches and noise use step_generator below
     output_dir = Path(config.output_dir)
 

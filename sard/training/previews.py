@@ -1,8 +1,8 @@
 """Side-by-side figures of synthesised and real defects on held-out masks.
 
 One row per defect type: a normal image with a held-out real mask outlined on it, SARD results for
-a few seeds, and the real held-out defect that mask came from. Training writes this grid every N
-steps; ``scripts/make_figure.py`` makes the README figure with it.
+a few seeds, and the real held-out defect that mask came from. Training writes this grid every
+``sample_every`` steps; the repository's ``scripts/defect_figure.py`` makes the README figures with it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-import PIL.ImageDraw
 import torch
 
-from .datasets import Anomaly, DefectDataset, load_mask, load_rgb
+from ..datasets import Anomaly, DefectDataset, load_mask, load_rgb
+from ..figures import outline, tile_grid
 
 
 @dataclass
@@ -45,16 +45,6 @@ def preview_rows(dataset: DefectDataset, held_out: dict[str, list[Anomaly]], ind
     return rows
 
 
-def _outline(image: PIL.Image.Image, mask: np.ndarray, color=(255, 64, 32)) -> PIL.Image.Image:
-    """The image with the mask's border drawn in ``color``."""
-    padded = np.pad(mask, 1)
-    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    border = mask & ~interior
-    pixels = np.array(image.convert("RGB"))
-    pixels[border] = color
-    return PIL.Image.fromarray(pixels)
-
-
 def _view_box(mask: np.ndarray, min_side: int) -> tuple[int, int, int, int]:
     """A square-ish box around the mask, at least ``min_side`` pixels, inside the image."""
     ys, xs = np.nonzero(mask)
@@ -72,12 +62,8 @@ def _view_box(mask: np.ndarray, min_side: int) -> tuple[int, int, int, int]:
 def defect_grid(pipe, rows: list[PreviewRow], seeds: tuple[int, ...] = (0, 1), tile: int = 160) -> PIL.Image.Image:
     """The figure: per row ``normal + mask | SARD seed s ... | real held-out defect``, cropped around the mask."""
     titles = ["normal + held-out mask", *[f"SARD, seed {s}" for s in seeds], "real held-out defect"]
-    header = 18
-    grid = PIL.Image.new("RGB", (tile * len(titles), header + (tile + header) * len(rows)), "white")
-    draw = PIL.ImageDraw.Draw(grid)
-    for column, title in enumerate(titles):
-        draw.text((column * tile + 4, 3), title, fill="black")
-    for r, row in enumerate(rows):
+    grid_rows = []
+    for row in rows:
         normal = load_rgb(row.normal)
         real = load_rgb(row.anomaly.image)
         real_mask = load_mask(row.anomaly.mask)
@@ -86,9 +72,6 @@ def defect_grid(pipe, rows: list[PreviewRow], seeds: tuple[int, ...] = (0, 1), t
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         results = pipe([normal] * len(seeds), mask_image, defect=row.defect, generator=generators).images
         box, real_box = _view_box(mask, 64), _view_box(real_mask, 64)
-        tiles = [_outline(normal, mask).crop(box), *[r.crop(box) for r in results], real.crop(real_box)]
-        y = header + r * (tile + header)
-        draw.text((4, y + 2), row.defect, fill="black")
-        for column, image in enumerate(tiles):
-            grid.paste(image.resize((tile, tile), PIL.Image.LANCZOS), (column * tile, y + header))
-    return grid
+        tiles = [outline(normal, mask).crop(box), *[r.crop(box) for r in results], real.crop(real_box)]
+        grid_rows.append((row.defect, tiles))
+    return tile_grid(titles, grid_rows, tile, resample=PIL.Image.LANCZOS)

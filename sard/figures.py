@@ -1,0 +1,137 @@
+"""Drawing for figures and reports, with PIL only: the mask outline, a grid of tiles, grouped bar charts.
+
+The training previews (:mod:`sard.training.previews`), the benchmark's and the ablation's reports
+(:mod:`sard.evaluation.report`, :mod:`sard.evaluation.ablation_report`) and the ablation's side-by-side figure
+draw with these.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import PIL.ImageFont
+
+OUTLINE_COLOR = (255, 64, 32)
+# Colour-blind-safe (Okabe-Ito), one per series in order of appearance.
+PALETTE = [(0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233), (213, 94, 0),
+           (240, 228, 66), (0, 0, 0)]
+
+
+def font(size: int):
+    """PIL's default font at ``size`` pixels (Pillow < 10.1 has one fixed size)."""
+    try:
+        return PIL.ImageFont.load_default(size=size)
+    except TypeError:
+        return PIL.ImageFont.load_default()
+
+
+def outline(image: PIL.Image.Image, mask: np.ndarray, color=OUTLINE_COLOR) -> PIL.Image.Image:
+    """``image`` as RGB with the border pixels of the boolean ``mask`` (same size) drawn in ``color``."""
+    mask = np.asarray(mask, dtype=bool)
+    padded = np.pad(mask, 1)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    pixels = np.array(image.convert("RGB"))
+    pixels[mask & ~interior] = color
+    return PIL.Image.fromarray(pixels)
+
+
+def tile_grid(titles: list[str], rows: list[tuple[str, list[PIL.Image.Image | None]]], tile: int = 128,
+              resample=PIL.Image.NEAREST) -> PIL.Image.Image:
+    """A grid: a title per column (up to two lines), a label over each row, every image resized to ``tile`` x
+    ``tile`` (a missing image leaves its cell blank)."""
+    header, label = 30, 16
+    grid = PIL.Image.new("RGB", (tile * len(titles), header + (tile + label) * len(rows)), "white")
+    draw = PIL.ImageDraw.Draw(grid)
+    small = font(11)
+    for c, title in enumerate(titles):
+        for k, line in enumerate(title.split("\n")[:2]):
+            draw.text((c * tile + 3, 2 + 13 * k), line, fill="black", font=small)
+    for r, (name, images) in enumerate(rows):
+        y = header + r * (tile + label)
+        draw.text((3, y + 2), name, fill="black", font=small)
+        for c, image in enumerate(images):
+            if image is not None:
+                grid.paste(image.convert("RGB").resize((tile, tile), resample), (c * tile, y + label))
+    return grid
+
+
+@dataclass
+class Panel:
+    """One panel of :func:`bar_chart`.
+
+    Attributes:
+        title: drawn above the panel.
+        values: ``(series, group) -> value``; a missing or NaN value draws no bar.
+        spreads: ``(series, group) -> spread``, drawn as a whisker of one spread either side of the value.
+        top: the axis maximum; None: the smallest of 1, 2, 2.5, 5 times a power of ten above every bar.
+        label: the format of the value written over each bar.
+    """
+
+    title: str
+    values: dict[tuple[str, str], float]
+    spreads: dict[tuple[str, str], float] = field(default_factory=dict)
+    top: float | None = None
+    label: str = ".3g"
+
+
+def _shown(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def axis_top(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value`` (1 for nothing to show)."""
+    if not value > 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
+
+
+def bar_chart(panels: list[Panel], groups: list[str], series: list[str], path: str | Path, width: int = 900,
+              height: int = 300) -> None:
+    """Grouped bars, one panel under the other: groups along the axis, a bar per series in each group (one
+    colour per series, with a legend at the bottom). Saved as a PNG at ``path``."""
+    image = PIL.Image.new("RGB", (width, height * len(panels) + 40), "white")
+    draw = PIL.ImageDraw.Draw(image)
+    large, small = font(15), font(12)
+    for p, panel in enumerate(panels):
+        shown = [v + panel.spreads.get(k, 0.0) if _shown(panel.spreads.get(k)) else v
+                 for k, v in panel.values.items() if _shown(v)]
+        top_value = panel.top or axis_top(max(shown + [0.0]))
+        top, left, right, bottom = p * height + 36, 60, width - 20, p * height + height - 34
+        draw.text((left, p * height + 10), panel.title, fill="black", font=large)
+        for tick in np.linspace(0.0, top_value, 6):
+            y = bottom - (bottom - top) * tick / top_value
+            draw.line([(left, y), (right, y)], fill=(225, 225, 225))
+            draw.text((4, y - 7), f"{tick:.3g}", fill="black", font=small)
+        draw.line([(left, top), (left, bottom), (right, bottom)], fill="black")
+
+        def level(v, top=top, bottom=bottom, top_value=top_value):
+            return bottom - (bottom - top) * max(0.0, min(v, top_value)) / top_value
+
+        group_width = (right - left) / max(1, len(groups))
+        bar = group_width * 0.8 / max(1, len(series))
+        for g, group in enumerate(groups):
+            x0 = left + g * group_width + group_width * 0.1
+            for s, name in enumerate(series):
+                value = panel.values.get((name, group))
+                if not _shown(value):
+                    continue
+                y, x = level(value), x0 + s * bar
+                draw.rectangle([x, y, x + bar - 2, bottom], fill=PALETTE[s % len(PALETTE)])
+                spread = panel.spreads.get((name, group))
+                if _shown(spread):
+                    middle = x + (bar - 2) / 2
+                    draw.line([(middle, level(value + spread)), (middle, level(value - spread))], fill="black")
+                    y = min(y, level(value + spread))
+                draw.text((x, y - 14), format(value, panel.label), fill="black", font=small)
+            draw.text((x0, bottom + 6), group, fill="black", font=small)
+    for s, name in enumerate(series):
+        x, y = 60 + s * 160, height * len(panels) + 12
+        draw.rectangle([x, y, x + 14, y + 14], fill=PALETTE[s % len(PALETTE)])
+        draw.text((x + 20, y), name, fill="black", font=small)
+    image.save(path)
