@@ -3,7 +3,7 @@
     python app.py                                   # the bundled magnetic-tile model, on this machine
     python app.py --checkpoint PATH_OR_HUB_ID --host 0.0.0.0 --port 7860 --share
 
-Everything but the widgets lives in ``sard/demo_utils.py``. (No ``from __future__ import annotations`` here:
+Everything but the widgets lives in ``sard/demo/``. (No ``from __future__ import annotations`` here:
 ``gr.api`` reads the real type hints of ``synthesize`` to describe the API.)
 """
 
@@ -18,8 +18,10 @@ import torch
 from gradio import FileData
 
 import sard
-from sard import demo_utils
-from sard.demo_utils import LazyPipeline
+from sard.demo.editor import editor_mask, editor_value
+from sard.demo.generate import OUTPUT_MAX_AGE_S, generate
+from sard.demo.inputs import MAX_SEED, MAX_VARIATIONS, file_path, read_image, read_mask, resolve_seed
+from sard.demo.models import LazyPipeline, checkpoint_problem
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 # (image, painted mask, defect type, label); the masks are editor layers, also readable as mask files.
@@ -69,7 +71,7 @@ def create_demo(pipe_or_loader) -> gr.Blocks:
 
     def on_upload(path):
         with user_errors():
-            return demo_utils.editor_value(demo_utils.read_image(path))
+            return editor_value(read_image(path))
 
     def on_example(path, editor):
         # The example's defect type, where this checkpoint knows it (the examples are made for the default model).
@@ -81,10 +83,10 @@ def create_demo(pipe_or_loader) -> gr.Blocks:
         progress=gr.Progress(track_tqdm=True),  # noqa: B008 - how Gradio shows the pipeline's tqdm bar
     ):  # fmt: skip
         with user_errors():
-            image = demo_utils.read_image(path)
-            mask = demo_utils.editor_mask(editor, image.size)
-            seed = demo_utils.resolve_seed(seed, randomize)
-            out = demo_utils.generate(model.get(), image, mask, defect, seed, steps, count, stem=_stem(path))
+            image = read_image(path)
+            mask = editor_mask(editor, image.size)
+            seed = resolve_seed(seed, randomize)
+            out = generate(model.get(), image, mask, defect, seed, steps, count, stem=_stem(path))
         gallery = [(im, f"seed {out.seed + i}") for i, im in enumerate(out.outlined)]
         return (out.before, out.afters[0]), out.mask, gallery, out.files, out.seed, (out.before, out.afters)
 
@@ -97,15 +99,15 @@ def create_demo(pipe_or_loader) -> gr.Blocks:
         types ("" = any); `steps`: 0 = the model's default. Returns the result PNG: the image's own mode and
         bit depth, equal to the image outside the mask."""
         with user_errors():
-            pixels = demo_utils.read_image(demo_utils.file_path(image))
-            region = demo_utils.read_mask(demo_utils.file_path(mask), pixels.size)
-            stem = _stem(demo_utils.file_path(image))
-            out = demo_utils.generate(model.get(), pixels, region, defect, demo_utils.resolve_seed(seed, False),
+            pixels = read_image(file_path(image))
+            region = read_mask(file_path(mask), pixels.size)
+            stem = _stem(file_path(image))
+            out = generate(model.get(), pixels, region, defect, resolve_seed(seed, False),
                                       steps, stem=stem)
         return FileData(path=out.files[0])
 
-    # Gradio's copies of uploads and results are deleted after an hour, like demo_utils' download folders.
-    with gr.Blocks(title="SARD defect synthesis", delete_cache=(600, demo_utils.OUTPUT_MAX_AGE_S)) as demo:
+    # Gradio's copies of uploads and results are deleted after an hour, like the download folders.
+    with gr.Blocks(title="SARD defect synthesis", delete_cache=(600, OUTPUT_MAX_AGE_S)) as demo:
         gr.Markdown(DESCRIPTION)
         model_info = gr.Markdown("Loading the model ...")
         with gr.Row():
@@ -121,9 +123,9 @@ def create_demo(pipe_or_loader) -> gr.Blocks:
                 )
                 with gr.Row():
                     defect = gr.Dropdown(label="Defect type", choices=[], interactive=True)
-                    count = gr.Slider(1, demo_utils.MAX_VARIATIONS, value=1, step=1, label="Variations")
+                    count = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations")
                 with gr.Row():
-                    seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo_utils.MAX_SEED)
+                    seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=MAX_SEED)
                     randomize = gr.Checkbox(label="Random seed", value=True)
                     steps = gr.Slider(1, 4, value=4, step=1, label="Steps")
                 run = gr.Button("Generate", variant="primary", elem_id="sard-generate")
@@ -178,7 +180,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.checkpoint is None:
         parser.error("this copy of SARD has no bundled checkpoint yet: pass --checkpoint FOLDER_OR_HUB_ID "
                      "or set SARD_CHECKPOINT.")
-    problem = demo_utils.checkpoint_problem(args.checkpoint)
+    problem = checkpoint_problem(args.checkpoint)
     if problem:
         parser.error(problem)
     return args

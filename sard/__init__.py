@@ -4,7 +4,6 @@ from pathlib import Path
 
 from .denoiser import SARDDenoiser
 from .discriminator import MaskAwareDiscriminator
-from .image_io import mask_from_editor
 from .pipeline import SARDPipeline
 from .scheduler import SARDScheduler
 
@@ -20,5 +19,4 @@ __all__ = [
     "SARDDenoiser",
     "SARDPipeline",
     "SARDScheduler",
-    "mask_from_editor",
 ]

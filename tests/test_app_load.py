@@ -27,7 +27,7 @@ import PIL.Image
 import pytest
 from conftest import make_pipeline
 
-from sard import demo_utils
+from sard.demo import generate, inputs
 
 gradio_client = pytest.importorskip("gradio_client")
 psutil = pytest.importorskip("psutil")
@@ -123,9 +123,9 @@ def _request(folder: Path, client_index: int, request_index: int) -> dict:
 
 def _expected(pipe, request: dict, folder: Path) -> np.ndarray:
     """What the app must answer: the pipeline's result for this request alone, computed here."""
-    image = demo_utils.read_image(request["image"])
-    mask = demo_utils.read_mask(request["mask"], image.size)
-    out = demo_utils.generate(
+    image = inputs.read_image(request["image"])
+    mask = inputs.read_mask(request["mask"], image.size)
+    out = generate.generate(
         pipe, image, mask, request["defect"] or None, request["seed"], request["steps"], directory=folder
     )
     return np.asarray(PIL.Image.open(out.files[0]))

@@ -7,7 +7,7 @@ import PIL.Image
 import pytest
 import torch
 
-from sard import image_io, mask_from_editor
+from sard import image_io
 
 # --- masks ----------------------------------------------------------------------------------------------------
 
@@ -59,57 +59,6 @@ def test_decode_mask_resizes_nearest():
     small[1, 2] = True
     big = image_io.decode_mask(small, (6, 8))
     assert np.array_equal(big, np.repeat(np.repeat(small, 2, 0), 2, 1))
-
-
-# --- editor ---------------------------------------------------------------------------------------------------
-
-
-def _layer(height, width, painted):
-    rgba = np.zeros((height, width, 4), np.uint8)
-    rgba[painted] = (255, 0, 0, 255)
-    return PIL.Image.fromarray(rgba, "RGBA")
-
-
-def test_mask_from_editor_unions_layers_and_eraser_is_transparent():
-    background = PIL.Image.new("RGB", (12, 10), (30, 60, 90))  # width 12, height 10
-    first = np.zeros((10, 12), bool)
-    first[2:5, 3:8] = True
-    second = np.zeros((10, 12), bool)
-    second[7, 10] = True
-    # Erased pixels are transparent again (alpha 0), whatever their colour.
-    erased = np.zeros((10, 12, 4), np.uint8)
-    erased[0:2, 0:2] = (255, 255, 255, 0)
-    value = {
-        "background": background,
-        "layers": [_layer(10, 12, first), None, _layer(10, 12, second), PIL.Image.fromarray(erased, "RGBA")],
-        "composite": None,
-    }
-    mask = mask_from_editor(value)
-    assert mask.mode == "L" and mask.size == (12, 10)
-    array = np.asarray(mask)
-    assert set(np.unique(array)) <= {0, 255}
-    assert np.array_equal(array > 0, first | second)
-    # Its output is a mask the pipeline reads back as the same region.
-    assert np.array_equal(image_io.decode_mask(mask, (10, 12)), first | second)
-
-
-def test_mask_from_editor_numpy_layers_and_resizing():
-    background = np.zeros((8, 8, 3), np.uint8)
-    half = np.zeros((4, 4, 4), np.uint8)
-    half[1, 2, 3] = 200
-    mask = np.asarray(mask_from_editor({"background": background, "layers": [half]}))
-    expected = np.zeros((8, 8), bool)
-    expected[2:4, 4:6] = True
-    assert np.array_equal(mask > 0, expected)
-    assert not np.asarray(mask_from_editor({"background": background, "layers": []})).any()
-    # threshold: faint strokes below it are ignored
-    assert not np.asarray(mask_from_editor({"background": background, "layers": [half]}, threshold=200)).any()
-
-
-@pytest.mark.parametrize("value", [None, {}, {"background": None, "layers": []}, {"layers": []}])
-def test_mask_from_editor_without_background_raises(value):
-    with pytest.raises(ValueError, match="Upload an image"):
-        mask_from_editor(value)
 
 
 # --- validation -----------------------------------------------------------------------------------------------

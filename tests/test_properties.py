@@ -2,7 +2,7 @@
 ``ValueError`` that says what to do; never another exception, a hang or memory beyond the documented limit.
 
 Covered: ``SARDPipeline.__call__`` (single images and batches), ``image_io.decode_image``, ``decode_mask``,
-``mask_from_editor`` and the demo's helpers (``sard/demo_utils.py``). Hypothesis draws images of every PIL mode,
+``mask_from_editor`` and the demo's helpers (``sard/demo/``). Hypothesis draws images of every PIL mode,
 numpy and torch dtype and shape, from 0 x 0 to past the size limit (lowered for the test, so nothing big is
 allocated), with NaN, infinite and out-of-range values; masks that are empty, full, one pixel, non-binary, of
 another size or not finite; every call option, valid or not; damaged uploads. Half of the examples are valid
@@ -34,7 +34,9 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from sard import demo_utils, image_io, mask_from_editor
+from sard import image_io
+from sard.demo import display, inputs
+from sard.demo.editor import editor_mask, mask_from_editor
 
 EXAMPLES = int(os.environ.get("SARD_PROPERTY_EXAMPLES", "40"))
 PROPERTY = settings(
@@ -502,7 +504,7 @@ def test_mask_from_editor_gives_a_mask_of_the_background_size_or_a_clear_error(d
         assert not painted.any()
 
 
-# --- the demo's helpers (sard/demo_utils.py: what app.py calls on every request) -------------------------------
+# --- the demo's helpers (sard/demo/: what app.py calls on every request) ------------------------------------
 
 ANY_VALUE = st.one_of(
     st.integers(-10, 10**12), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6), st.none(),
@@ -520,17 +522,17 @@ def test_demo_options_give_checked_values_or_a_clear_error(data):
     def value(good):
         return data.draw(ANY_VALUE if next(names) == bad else good)
 
-    seed = value(st.integers(0, demo_utils.MAX_SEED))
+    seed = value(st.integers(0, inputs.MAX_SEED))
     defect = value(st.sampled_from([None, "", *DEFECT_TYPES]))
     steps, count = value(st.sampled_from([None, 0, *range(1, T + 1)])), value(st.integers(1, 4))
     try:
-        checked_seed = demo_utils.resolve_seed(seed, False)
-        checked = demo_utils.check_options(PIPE, defect, steps, count)
+        checked_seed = inputs.resolve_seed(seed, False)
+        checked = inputs.check_options(PIPE, defect, steps, count)
     except ValueError as error:
         assert_clear(error)
         return
     event("result")
-    assert isinstance(checked_seed, int) and 0 <= checked_seed <= demo_utils.MAX_SEED
+    assert isinstance(checked_seed, int) and 0 <= checked_seed <= inputs.MAX_SEED
     defect, steps, count = checked
     assert defect in (None, *DEFECT_TYPES)
     assert isinstance(steps, int) and 1 <= steps <= T and isinstance(count, int) and 1 <= count <= 4
@@ -579,8 +581,8 @@ def test_demo_uploads_give_an_image_and_mask_or_a_clear_error(data):
         mask = data.draw(uploads(folder, "mask", size, bad=bad == "mask"))
         mask_path = pick(data.draw, [mask], [None] if bad == "mask" else [])
         try:
-            image = demo_utils.read_image(image_path)
-            mask = demo_utils.read_mask(mask_path, image.size)
+            image = inputs.read_image(image_path)
+            mask = inputs.read_mask(mask_path, image.size)
         except ValueError as error:
             assert_clear(error)
             return
@@ -594,13 +596,13 @@ def test_demo_uploads_give_an_image_and_mask_or_a_clear_error(data):
 def test_demo_editor_mask_gives_a_mask_of_the_image_size_or_a_clear_error(data, image_size):
     bad = broken(data.draw, ["canvas", "layers", "value"])
     height, width = image_size
-    shown = demo_utils.display_size((width, height))
+    shown = display.display_size((width, height))
     canvas = pick(data.draw, [(height, width), shown[::-1]], [data.draw(sides(low=1))] if bad == "canvas" else [])
     painted = st.lists(layers(canvas, bad=bad == "layers"), min_size=0 if bad == "layers" else 1, max_size=2)
     value = {"background": np.zeros((*canvas, 3), np.uint8), "layers": data.draw(painted)}
     value = pick(data.draw, [value], [None, {}, {"layers": []}] if bad == "value" else [])
     try:
-        mask = demo_utils.editor_mask(value, (width, height))
+        mask = editor_mask(value, (width, height))
     except ValueError as error:
         assert_clear(error)
         return
