@@ -6,6 +6,7 @@
 - :mod:`.cutpaste`: CutPaste's patch and scar.
 - :mod:`.methods`: one synthesiser per method (``sard``, ``cutpaste``, ``draem``, ``real``).
 - :mod:`.writer`: the MVTec-layout writer with a manifest; resumable and sharded across processes.
+- :mod:`.cli`: the command line of ``train/synthesize.py``.
 """
 
 from .methods import METHODS, build_synthesizer
