@@ -16,16 +16,18 @@ T = 4
 torch.set_num_threads(1)
 
 
-def make_denoiser(seed: int = 0, defect_types=DEFECT_TYPES) -> SARDDenoiser:
+def make_denoiser(seed: int = 0, defect_types=DEFECT_TYPES, steps: int = T) -> SARDDenoiser:
     torch.manual_seed(seed)  # the weights of an untrained test network: tests may seed, the library never does
     return SARDDenoiser(
-        block_out_channels=(8, 16), norm_num_groups=4, latent_dim=4, defect_types=defect_types, num_train_timesteps=T
+        block_out_channels=(8, 16), norm_num_groups=4, latent_dim=4, defect_types=defect_types,
+        num_train_timesteps=steps,
     ).eval()
 
 
-def make_pipeline(seed: int = 0, defect_types=DEFECT_TYPES) -> SARDPipeline:
+def make_pipeline(seed: int = 0, defect_types=DEFECT_TYPES, steps: int = T) -> SARDPipeline:
     pipe = SARDPipeline(
-        make_denoiser(seed, defect_types), SARDScheduler(num_train_timesteps=T), resolution=32, crop_size=16, context=4
+        make_denoiser(seed, defect_types, steps), SARDScheduler(num_train_timesteps=steps), resolution=32,
+        crop_size=16, context=4,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
 from conftest import box_mask, make_pipeline
+
+from sard import image_io
+from sard.demo import models
+from sard.demo.models import ModelChoice, bundled_models
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls from the tests
 gradio_client = pytest.importorskip("gradio_client")
@@ -24,27 +31,35 @@ def load_app():
     return module
 
 
+def two_models(loads: list) -> list[ModelChoice]:
+    """A two-type model (the default) and a one-type model of other weights, each counting its loads."""
+
+    def loader(key, seed, types):
+        def load():
+            loads.append(key)
+            return make_pipeline(seed, types)
+
+        return ModelChoice(key, key.title(), load, list(types), 4)
+
+    return [loader("parts", 0, ("a", "b")), loader("pits", 1, ("pit",))]
+
+
 @pytest.fixture(scope="module")
 def served():
-    """The demo on a free port with a tiny pipeline loaded on first use; yields (client, number of loads)."""
+    """The demo on a free port with two tiny models loaded on first use; yields (client, the loads so far)."""
     loads = []
-
-    def loader():
-        loads.append(1)
-        return make_pipeline()
-
-    demo = load_app().create_demo(loader).queue(max_size=8)
+    demo = load_app().create_demo(two_models(loads)).queue(max_size=8)
     demo.launch(prevent_thread_lock=True, quiet=True)
     try:
-        assert not loads, "the pipeline must be loaded on first use, not when the page is built"
+        assert not loads, "the pipelines must be loaded on first use, not when the page is built"
         yield gradio_client.Client(demo.local_url, verbose=False), loads
     finally:
         demo.close()
 
 
-def _call(client, image, mask, defect="a", seed=3, steps=0):
+def _call(client, image, mask, defect="a", seed=3, steps=0, **model):
     handle = gradio_client.handle_file
-    return client.predict(handle(str(image)), handle(str(mask)), defect, seed, steps, api_name="/synthesize")
+    return client.predict(handle(str(image)), handle(str(mask)), defect, seed, steps, api_name="/synthesize", **model)
 
 
 def _write(tmp_path, name, array, mask) -> tuple[Path, Path]:
@@ -76,7 +91,7 @@ def test_synthesize_keeps_background_mode_and_depth(served, tmp_path, name, shap
     before, after = np.asarray(original), np.asarray(result)
     assert np.array_equal(after[~mask], before[~mask])  # bit for bit outside the mask
     assert not np.array_equal(after[mask], before[mask])
-    assert len(loads) == 1  # loaded once, on the first call
+    assert loads == ["parts"]  # the default model, loaded once, on the first call
 
 
 def test_synthesize_is_reproducible_under_a_seed(served, tmp_path):
@@ -132,34 +147,53 @@ def test_bad_inputs_come_back_as_errors_and_the_app_keeps_serving(served, tmp_pa
     assert result.shape == (20, 24)
 
 
+def test_synthesize_takes_the_model_by_name(served, tmp_path):
+    client, loads = served
+    image_path, mask_path = _write(tmp_path, "a.png", np.full((20, 20), 120, np.uint8), box_mask(20, 20))
+    parts = np.asarray(PIL.Image.open(_call(client, image_path, mask_path, "", seed=4)))
+    named = np.asarray(PIL.Image.open(_call(client, image_path, mask_path, "", seed=4, model="parts")))
+    pits = _call(client, image_path, mask_path, "pit", seed=4, model="pits")
+    assert np.array_equal(parts, named) and not np.array_equal(parts, np.asarray(PIL.Image.open(pits)))
+    assert Path(pits).name == "a_pit_seed4.png" and loads.count("pits") == 1  # loaded on its first use
+    with pytest.raises(gradio_client.exceptions.AppError, match="Unknown defect type 'a'; this model knows: pit"):
+        _call(client, image_path, mask_path, "a", model="pits")
+    with pytest.raises(gradio_client.exceptions.AppError, match="Unknown model .bottle.; this demo serves: parts, pi"):
+        _call(client, image_path, mask_path, model="bottle")
+
+
 def test_only_synthesize_is_public(served):
     client, _ = served
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert list(endpoints) == ["/synthesize"]
-    types = [p["python_type"]["type"] for p in endpoints["/synthesize"]["parameters"]]
-    assert types == ["filepath", "filepath", "str", "int", "int"]
+    parameters = endpoints["/synthesize"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == ["image", "mask", "defect", "seed", "steps", "model"]
+    assert [p["python_type"]["type"] for p in parameters] == ["filepath", "filepath", "str", "int", "int", "str"]
+    assert [p["parameter_default"] for p in parameters[2:]] == ["", 0, 0, ""]
     assert endpoints["/synthesize"]["returns"][0]["python_type"]["type"] == "filepath"
 
 
-def test_examples_share_the_editor_canvas_size_and_have_their_masks():
+def test_examples_share_the_editor_canvas_size_and_fit_their_bundled_models():
     app = load_app()
-    for name, defect, label in app.EXAMPLE_ROWS:
-        image = PIL.Image.open(app.EXAMPLES / name)
-        assert image.size == app.EXAMPLE_SIZE, f"{name}: preset layers only line up on canvases of their size"
-        from sard import image_io
-
-        mask = image_io.decode_mask(app.EXAMPLES / f"{Path(name).stem}_mask.png")
-        assert mask.shape == image.size[::-1] and mask.any() and defect and label
-    assert (app.EXAMPLES / "ATTRIBUTION.md").is_file()
+    bundled = {choice.key: choice for choice in bundled_models()}
+    assert {example.model for example in app.EXAMPLES} == set(bundled)  # each bundled model has an example
+    for example in app.EXAMPLES:
+        image = PIL.Image.open(example.image)
+        assert image.size == app.EXAMPLE_SIZE, f"{example.key}: preset layers only line up on canvases of their size"
+        mask = example.mask()
+        assert mask.shape == image.size[::-1] and mask.any() and example.label
+        assert example.defect in bundled[example.model].defect_types, example.key
+    assert len({example.key for example in app.EXAMPLES}) == len(app.EXAMPLES)
+    assert (app.EXAMPLES_DIR / "ATTRIBUTION.md").is_file()
 
 
 def test_command_line(tmp_path, monkeypatch, capsys):
     app = load_app()
     monkeypatch.delenv("SARD_CHECKPOINT", raising=False)
-    monkeypatch.setattr(app.sard, "DEFAULT_CHECKPOINT", None)
+    assert app.parse_args([]).checkpoint is None  # the bundled models
+    monkeypatch.setattr(models, "BUNDLED_ROOT", tmp_path / "none")
     with pytest.raises(SystemExit):
         app.parse_args([])
-    assert "no bundled checkpoint yet: pass --checkpoint" in capsys.readouterr().err
+    assert "no bundled checkpoint: pass --checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         app.parse_args(["--checkpoint", str(tmp_path / "missing")])
     assert "There is no folder" in capsys.readouterr().err
@@ -169,6 +203,7 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     args = app.parse_args(["--host", "0.0.0.0", "--share"])
     assert (args.checkpoint, args.host, args.port, args.share) == (str(tmp_path / "ckpt"), "0.0.0.0", 8123, True)
     assert app.parse_args(["--checkpoint", "owner/model", "--port", "7000"]).port == 7000
+    assert app.parse_args(["--model_cache_mb", "64"]).model_cache_mb == 64
 
 
 def test_spacefile_follows_deta_spacefile_v0():
@@ -182,15 +217,13 @@ def test_spacefile_follows_deta_spacefile_v0():
             "actions", "include", "serve"}
     [micro] = spacefile["micros"]
     assert set(micro) <= keys and micro["engine"] in engines and micro["primary"] is True
-    assert __import__("re").fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", micro["name"])
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", micro["name"])
     assert all(isinstance(command, str) for command in micro["commands"]) and "app.py" in micro["run"]
     assert all(set(env) <= {"name", "description", "default"} and env["name"] for env in micro["presets"]["env"])
     assert all((ROOT / path).exists() for path in micro["include"] if path != "deps")
 
 
 def test_requirements_cover_pyproject_and_pin_the_tested_gradio():
-    import re
-
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
@@ -203,3 +236,27 @@ def test_requirements_cover_pyproject_and_pin_the_tested_gradio():
     if readme.is_file() and "sdk_version:" in readme.read_text():  # the Space runs the same Gradio
         assert re.search(r"^sdk_version: *\"?([\d.]+)", readme.read_text(), re.M).group(1) == version
     assert "+cu" not in (ROOT / "requirements.txt").read_text()  # no CUDA-specific torch build
+
+
+def test_readme_api_example_runs_on_the_bundled_ball_screw_model(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Calling the demo from a script", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    assert '"ball-screw",       # model' in code
+    choices, default = models.model_choices()
+    demo = load_app().create_demo(models.ModelCache(choices, default)).queue(max_size=4)
+    demo.launch(prevent_thread_lock=True, quiet=True)
+    try:
+        monkeypatch.chdir(ROOT)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code.replace("http://127.0.0.1:7860/", demo.local_url), "README.md", "exec"), {})
+    finally:
+        demo.close()
+    path = Path(printed.getvalue().strip().splitlines()[-1])  # after the client's "Loaded as API: ..."
+    assert path.name == "ballscrew_pit_pitting_seed0.png"  # the ball-screw model's type
+    before = np.asarray(PIL.Image.open(ROOT / "examples" / "ballscrew_pit.png"))
+    after = np.asarray(PIL.Image.open(path))
+    mask = image_io.decode_mask(ROOT / "examples" / "ballscrew_pit_mask.png")
+    assert after.shape == before.shape and np.array_equal(after[~mask], before[~mask])
+    assert np.abs(after[mask].astype(int) - before[mask].astype(int)).mean() > 5  # a trained model paints

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import DEFECT_TYPES, T, box_mask, make_pipeline
+from conftest import T, box_mask, make_pipeline
 
 from sard import image_io
-from sard.demo import display, editor, generate, inputs, models
+from sard.demo import display, editor, generate, inputs
 
 
 def _layer(mask: np.ndarray, paint=(255, 59, 48, 150)) -> PIL.Image.Image:
@@ -123,6 +122,34 @@ def test_editor_mask_errors_say_what_to_do():
     other = {"background": PIL.Image.new("RGB", (41, 30)), "layers": [_layer(box_mask(30, 41))]}
     with pytest.raises(ValueError, match="upload the image again"):
         editor.editor_mask(other, image.size)
+
+
+def test_generate_paints_the_editors_mask_only_on_the_uploaded_image():
+    rng = np.random.default_rng(0)
+    sixteen = PIL.Image.fromarray(rng.integers(1000, 5000, (30, 40), dtype=np.uint16))
+    shown = editor.editor_value(sixteen)
+    assert shown["layers"] == [] and shown["background"].mode == "L"  # the 8-bit display copy
+    editor.check_background(shown, sixteen)
+    as_browser_sends = {"background": shown["background"].convert("RGBA"), "layers": []}  # the canvas is RGBA
+    editor.check_background(as_browser_sends, sixteen)
+    other = PIL.Image.fromarray(rng.integers(1000, 5000, (30, 40), dtype=np.uint16))
+    for wrong in (editor.editor_value(other), {"background": PIL.Image.new("L", (41, 30))}):
+        with pytest.raises(ValueError, match="still shows another image"):
+            editor.check_background(wrong, sixteen)
+    with pytest.raises(ValueError, match="Upload an image first"):
+        editor.check_background({"background": None}, sixteen)
+    # What Generate paints: the editor's mask, if the editor shows the upload.
+    mask = box_mask(30, 40)
+    painted = {"background": shown["background"].convert("RGBA"), "layers": [_layer(mask)]}
+    assert np.array_equal(editor.painted_mask(painted, sixteen), mask)
+    with pytest.raises(ValueError, match="still shows another image"):
+        editor.painted_mask({**painted, "background": editor.editor_value(other)["background"]}, sixteen)
+    # Transparent pixels compare equal whatever colour the browser gives them.
+    rgba = np.zeros((6, 6, 4), np.uint8)
+    rgba[:3] = (200, 10, 10, 255)
+    image = PIL.Image.fromarray(rgba)
+    rgba[3:, :, :3] = 77
+    editor.check_background({"background": PIL.Image.fromarray(rgba)}, image)
 
 
 # --- reading uploads ---------------------------------------------------------------------------------------------
@@ -283,31 +310,3 @@ def test_generated_files_name_the_defect_type(tmp_path):
     single = make_pipeline(defect_types=("pitting",))
     out = generate.generate(single, image, mask, None, seed=0, steps=T, stem="part", directory=tmp_path)
     assert Path(out.files[0]).name == "part_pitting_seed0.png"
-
-
-def test_lazy_pipeline_loads_once_on_first_use():
-    calls = []
-
-    def loader():
-        calls.append(1)
-        return make_pipeline()
-
-    lazy = models.LazyPipeline(loader)
-    assert not calls
-    threads = [threading.Thread(target=lazy.get) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(calls) == 1 and lazy.get().defect_types == list(DEFECT_TYPES)
-    pipe = make_pipeline()
-    assert models.LazyPipeline(pipe).get() is pipe
-
-
-def test_checkpoint_problem(tmp_path):
-    assert "no model_index.json" in models.checkpoint_problem(str(tmp_path))
-    (tmp_path / "model_index.json").write_text("{}")
-    assert models.checkpoint_problem(str(tmp_path)) is None
-    assert "is a file" in models.checkpoint_problem(str(tmp_path / "model_index.json"))
-    assert models.checkpoint_problem("owner/model") is None  # a hub id: checked when loaded
-    assert "There is no folder" in models.checkpoint_problem(str(tmp_path / "missing"))

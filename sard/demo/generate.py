@@ -13,6 +13,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from ..files import atomic_path
 from ..pipeline import SARDPipeline
 from .display import display_copy, display_levels, outline
 from .inputs import check_options
@@ -58,9 +59,8 @@ def write_pngs(images: dict[str, PIL.Image.Image], directory: str | os.PathLike 
     for stem, image in images.items():
         lossless_png = image.mode != "F" and not (image.mode == "I" and image.getextrema()[1] > 65535)
         path = folder / f"{stem}.{'png' if lossless_png else 'tiff'}"
-        partial = path.with_name(f".{path.name}.partial")
-        image.save(partial, format="PNG" if lossless_png else "TIFF")
-        os.replace(partial, path)
+        with atomic_path(path) as temporary:
+            image.save(temporary, format="PNG" if lossless_png else "TIFF")
         paths.append(str(path))
     return paths
 
