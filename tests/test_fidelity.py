@@ -83,6 +83,15 @@ def test_background_change_in_grey_levels_of_the_images_own_range():
     assert fidelity.background_change(wide, moved, mask) == pytest.approx(1.0)
 
 
+def test_working_round_trip_blurs_texture_and_leaves_images_at_working_scale_alone():
+    rng = np.random.default_rng(0)
+    gray = rng.uniform(0, 255, (40, 60))
+    np.testing.assert_array_equal(fidelity.working_round_trip(gray, 60), gray)  # already at working scale
+    blurred = fidelity.working_round_trip(gray, 20)  # a third: the noise is averaged away
+    assert blurred.shape == gray.shape and blurred.std() < gray.std() / 2
+    assert blurred.mean() == pytest.approx(gray.mean(), abs=2)
+
+
 def test_resize_mask_keeps_the_area_and_thin_pits():
     mask = np.zeros((20, 40), dtype=bool)
     mask[4:12, 8:24] = True
@@ -117,19 +126,29 @@ def _crops(rng: np.random.Generator, n: int, kind: str, size: int = 16) -> np.nd
     return np.stack(out)
 
 
-def test_defect_crop_hides_the_surroundings_and_subtracts_the_ring_level():
+def test_defect_crop_shows_the_inside_of_the_mask_at_the_images_scale():
     gray = np.full((40, 40), 90.0)
-    gray[:, 30:] = 250.0  # far from the mask: hidden
+    gray[:, 30:] = 250.0  # outside the mask: never seen
     mask = np.zeros((40, 40), dtype=bool)
-    mask[10:14, 10:14] = True
+    mask[10:14, 10:16] = True
     gray[mask] = 58.0  # 32 below the ring
-    crop = c2st.defect_crop(gray, mask, size=16, margin=0.25, min_side=16, context=1)
-    assert crop.shape == (2, 16, 16) and crop.dtype == np.float32
-    inside = crop[1] > 0
-    np.testing.assert_allclose(crop[0][inside].min(), -32 / c2st.GREY_SCALE, atol=1e-6)
-    assert (crop[0][~inside] <= 0).all() and crop[0].max() <= 1e-6  # nothing of the bright band survives
+    gray[11, 12] = 42.0  # one darker pixel: 16 below the defect, its texture
+    crop = c2st.defect_crop(gray, mask, size=16)
+    assert crop.shape == (3, 16, 16) and crop.dtype == np.float32
+    inside = crop[2] > 0
+    assert inside.sum() == mask.sum()  # native scale: not resampled
+    assert (crop[:2, ~inside] == 0).all()
+    np.testing.assert_allclose(np.sort(crop[0][inside])[:2], [-48 / c2st.GREY_SCALE, -32 / c2st.GREY_SCALE])
+    # The high-pass channel: the dark pixel minus its 3 x 3 mean, 16 - 16 / 9 levels below it.
+    np.testing.assert_allclose(crop[1][inside].min(), -(16 - 16 / 9) / (c2st.GREY_SCALE / 4), rtol=1e-5)
+    with_ring = c2st.defect_crop(gray, mask, size=16, context=1)
+    assert (with_ring[0] != 0).sum() == inside.sum() and with_ring[0].max() <= 1e-6  # the ring is at level 0
+    fit = c2st.defect_crop(gray, mask, size=8, scale="fit")
+    assert fit.shape == (3, 8, 8) and 0 < fit[2].sum() < 64
     with pytest.raises(ValueError, match="empty"):
         c2st.defect_crop(gray, np.zeros_like(mask))
+    with pytest.raises(ValueError, match="scale"):
+        c2st.defect_crop(gray, mask, scale="zoom")
 
 
 def test_largest_component_and_the_crop_centred_on_it():
@@ -143,8 +162,10 @@ def test_largest_component_and_the_crop_centred_on_it():
     two = np.zeros((200, 200), dtype=bool)
     two[10:14, 10:14] = True  # a small pit far from a big one: the crop is centred on the big one
     two[150:170, 150:170] = True
-    crop = c2st.defect_crop(np.full((200, 200), 100.0), two, size=16, margin=0.25, min_side=16)
-    assert crop[1].sum() == pytest.approx(16 * 16 * (20 / 30) ** 2, rel=0.3) and crop[1][0, 0] == 0
+    crop = c2st.defect_crop(np.full((200, 200), 100.0), two, size=24)
+    assert crop[2].sum() == 20 * 20  # the big pit, whole, at the centre
+    fit = c2st.defect_crop(np.full((200, 200), 100.0), two, size=16, scale="fit", margin=0.25, min_side=16)
+    assert fit[2].sum() == pytest.approx(16 * 16 * (20 / 30) ** 2, rel=0.3) and fit[2][0, 0] == 0
 
 
 def test_group_folds_keep_groups_together_and_cover_every_sample():
@@ -235,7 +256,8 @@ def test_command_end_to_end_on_a_tiny_data_set(tmp_path, capsys):
     assert 0.0 <= read[-1]["c2st"] <= 1.0 and math.isfinite(read[-1]["c2st_std"])
     p = read[-1]["c2st"]
     assert read[-1]["c2st_se"] == pytest.approx(math.sqrt(p * (1 - p) / 12))  # 6 masks: 12 crops
-    assert all(0.0 <= r["c2st_paste"] <= 1.0 for r in read)
+    assert all(0.0 <= r["c2st_paste"] <= 1.0 and 0.0 <= r["c2st_roundtrip"] <= 1.0 for r in read)
+    assert all(r["texture_roundtrip"] > 0 for r in read)
     assert all(isinstance(r["texture_in_range"], bool) for r in read)
     for row, written in zip(rows, read):
         for key, value in row.items():
@@ -246,7 +268,7 @@ def test_command_end_to_end_on_a_tiny_data_set(tmp_path, capsys):
         items = list(csv.DictReader(file))
     assert len(items) == 6 and {i["resized"] for i in items} == {"False"}
     assert sum(i["seed_std"] != "nan" for i in items) == 4
-    assert PIL.Image.open(out / "c2st_crops.png").size[0] > 6 * 32
+    assert PIL.Image.open(out / "c2st_crops.png").size[0] > 6 * 48
     # Rerunning gives the same figures: everything is seeded.
     _script().main([*args, "--output_dir", str(tmp_path / "again")])
     assert (tmp_path / "again" / "fidelity.csv").read_bytes() == (out / "fidelity.csv").read_bytes()
@@ -268,7 +290,7 @@ def test_command_refuses_bad_arguments_with_a_message(tmp_path, capsys):
 
 def test_markdown_table_marks_what_is_out_of_range():
     row = {"category": "c", "defect": "a", "n": 4, "c2st": 0.9, "c2st_se": 0.106, "c2st_std": math.nan,
-           "c2st_paste": 0.55,
+           "c2st_paste": 0.55, "c2st_roundtrip": 0.6, "texture_roundtrip": 0.9,
            "texture_ratio": 0.7,
            "texture_real_p10": 1.04, "texture_real_median": 1.2, "texture_real_p90": 1.5, "texture_in_range": False,
            "contrast": -10.0, "contrast_real_p10": -30.0, "contrast_real_median": -20.0, "contrast_real_p90": -5.0,
@@ -276,8 +298,8 @@ def test_markdown_table_marks_what_is_out_of_range():
            "seeds": 4, "background_max": 0.0, "meets_goals": False}
     table = fidelity_report.markdown_table([row, {**row, "defect": "all", "c2st_se": 0.05}])
     lines = table.splitlines()
-    assert lines[2] == ("| a | 4 | 0.90 ± 0.11 | 0.55 | 0.70 (1.04–1.50) | **no** | -10.0 (-30.0 to -5.0) | yes "
-                        "| 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 |")
+    assert lines[2] == ("| a | 4 | 0.90 ± 0.11 | 0.55 / 0.60 | 0.70 (1.04–1.50) | **no** | 0.90 "
+                        "| -10.0 (-30.0 to -5.0) | yes | 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 |")
     assert re.match(r"\| \*\*all\*\* \| 4 \| 0\.90 ± 0\.05 \|", lines[3])
     goals = fidelity_report.goals_summary([row, {**row, "defect": "all"}])
     assert "C2ST 0.90 (goal <= 0.70): not met" in goals and "not met (a)" in goals

@@ -6,14 +6,17 @@ Held-out real masks (protocol split) are painted into held-out normal images wit
 the full-resolution outputs are compared with the real defects the masks came from (see
 ``sard/evaluation/fidelity.py`` for every definition): a classifier two-sample test (0.5 = indistinguishable),
 the texture ratio and contrast against the real defects' p10..p90, the diversity across seeds against the real
-defects' spatial spread, and the background's exactness; and a control, the classifier test between the real
-defects and the same defects pasted into the normal images (what a perfect model would score). Writes:
+defects' spatial spread, and the background's exactness; and two controls: the classifier test between the real
+defects and the same defects pasted into the normal images (copy-paste), and between the real defects and the
+same defects resampled to the model's working scale and back (the ceiling its resolution sets). Writes:
 
 - ``OUT/fidelity.csv``: one row per defect type and a row ``all`` for the category;
 - ``OUT/fidelity.md``: the same as a markdown table, with the goals of issue #17 and the settings;
 - ``OUT/fidelity_items.csv``: the figures of every painted mask;
 - ``OUT/c2st_crops.png``: pairs of the crops the classifier sees (real above painted), and all of them in
-  ``OUT/c2st_crops.npz`` (``real``, ``painted``, ``pasted``: `(N, 2, S, S)`, ``defect``);
+  ``OUT/c2st_crops.npz`` (``real``, ``painted``, ``pasted``, ``roundtrip``: `(N, 3, S, S)`: grey levels,
+  high-pass, mask;
+  ``defect``);
 - ``OUT/fidelity.json``: the settings, notes and timings.
 """
 

@@ -4,9 +4,9 @@ Can a small network, trained from scratch, tell real defect crops from painted o
 (the two samples come from one distribution) no classifier beats chance on held-out data, so the held-out
 accuracy is the statistic: 0.5 = indistinguishable, 1.0 = always told apart.
 
-- :func:`defect_crop`: the classifier's view of one defect: a square box around the mask, resampled to
-  ``size`` pixels, the grey levels minus the mean of a ring around the mask, and everything farther than
-  ``context`` pixels (at crop scale) from the mask set to zero. The mask is the second channel.
+- :func:`defect_crop`: the classifier's view of one defect: a window at the image's own scale centred on the
+  mask, the grey levels minus the mean of a ring around the mask and their high-pass, both zero outside the
+  mask, and the mask.
 - :func:`c2st`: k-fold cross-validation over *groups* (a real defect and its painted counterpart share the
   mask, and so one group: the classifier is never tested on a mask it was trained on), a tiny CNN
   (:class:`TinyClassifier`) trained from scratch in each fold, the held-out accuracy per fold and per sample.
@@ -27,7 +27,7 @@ from torch import nn
 
 from .realism import ring
 
-GREY_SCALE = 64.0  # the crop's grey levels are divided by this: a defect 64 levels darker than its ring is -1
+GREY_SCALE = 64.0  # grey levels are divided by this: a defect 64 levels darker than its ring is -1
 
 
 def _box(mask: np.ndarray, margin: float, min_side: int) -> tuple[int, int, int]:
@@ -78,50 +78,85 @@ def _cut(image: np.ndarray, centre: tuple[int, int], side: int, mode: str = "edg
     return padded[top + pad : top + pad + side, left + pad : left + pad + side]
 
 
-def defect_crop(gray: np.ndarray, mask: np.ndarray, size: int = 32, margin: float = 0.25, min_side: int = 16,
-                context: int = 3, ring_width: int = 3) -> np.ndarray:
-    """The classifier's view of one defect: a `(2, size, size)` float32 array (grey levels, mask).
+def _highpass(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``x`` minus the mean of its 3 x 3 neighbours inside ``mask`` (itself included): the texture of what is
+    inside the mask, without its shading and without the pixels around it (zero outside the mask)."""
+    def box(x):
+        p = np.pad(x, 1)
+        return sum(p[dy : dy + x.shape[0], dx : dx + x.shape[1]] for dy in range(3) for dx in range(3))
 
-    The box is centred on the mask's largest connected component (a mask of several pits far apart would
-    otherwise shrink each to a few pixels); other parts of the mask inside the box stay in view.
+    inside = mask.astype(np.float32)
+    mean = box(gray * inside) / np.maximum(box(inside), 1.0)
+    return np.where(mask, gray - mean, 0.0)
+
+
+def defect_crop(gray: np.ndarray, mask: np.ndarray, size: int = 48, context: int = 0, ring_width: int = 3,
+                scale: str = "native", margin: float = 0.25, min_side: int = 16) -> np.ndarray:
+    """The classifier's view of one defect: a `(3, size, size)` float32 array: grey levels, high-pass, mask.
+
+    The window is centred on the mask's largest connected component (a mask of several pits far apart is
+    seen at one of them, not as a few pixels each); other parts of the mask in the window stay in view. The
+    grey levels are those minus the mean of the ring around the mask, divided by :data:`GREY_SCALE`, and zero
+    farther than ``context`` pixels from the mask; the high-pass channel is the grey levels minus the mean of
+    their 3 x 3 neighbours inside the mask, divided by ``GREY_SCALE / 4``, zero outside the mask (the texture
+    of the fill alone, which a network this small, from this few samples, learns to extract only slowly:
+    bundled ball-screw model, 128 held-out masks, 0.82 held-out accuracy without this channel, 1.00 with it).
 
     Args:
         gray: `(H, W)` grey levels (0-255) of the full-resolution image.
         mask: `(H, W)` bool, the defect's mask; must not be empty.
         size: the side of the crop the classifier sees.
-        margin: the box around the bounding box grows by this fraction of its longer side on each side.
-        min_side: the smallest box side, in image pixels (tiny pits are not enlarged past ``size / min_side``).
-        context: pixels (at crop scale) around the mask that stay visible; farther ones are set to 0, so the
-            surroundings the two samples do not share (real crops come from anomalous images, painted ones
-            from normal images) are hidden, and the seam is not.
-        ring_width: the ring (in image pixels) whose mean grey level is subtracted, so the brightness of the
-            surface is no cue but the contrast of the defect against it is.
+        context: pixels around the mask that stay visible (default 0: the inside of the mask only). Real
+            masks are drawn by hand and the real defect often bleeds past them, into a surface that is not the
+            normal image's: with 3 pixels of context (and an earlier form of the high-pass channel that saw
+            them too) a classifier told the real defects from the same real defects pasted into the normal
+            images 96 % of the time on ball_screw, 128 masks (61 % with none).
+        ring_width: the ring (image pixels) whose mean grey level is subtracted: the surface's brightness is no
+            cue, the defect's contrast against it is.
+        scale: ``"native"``: a ``size`` x ``size`` window at the image's own scale, not resampled: the texture
+            at the scale it is measured at (a large defect is seen in part). ``"fit"``: the box around the
+            component (its longer side plus ``margin`` of it each side, at least ``min_side`` pixels)
+            resampled to ``size`` (antialiased; the whole shape, its texture blurred by the shrinking).
     """
+    if scale not in ("fit", "native"):
+        raise ValueError(f"scale must be 'fit' or 'native', got {scale!r}.")
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         raise ValueError("The mask is empty: there is no defect to crop.")
     around = ring(mask, ring_width)
     level = float(gray[around].mean()) if around.any() else float(gray[mask].mean())
     centre_row, centre_col, side = _box(largest_component(mask), margin, min_side)
-    window = _cut(np.asarray(gray, dtype=np.float32) - level, (centre_row, centre_col), side)
-    window_mask = _cut(mask.astype(np.float32), (centre_row, centre_col), side, mode="constant")
-    pixels = torch.from_numpy(np.ascontiguousarray(window))[None, None]
-    crop = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0, 0]
-    crop_mask = F.interpolate(torch.from_numpy(np.ascontiguousarray(window_mask))[None, None], size=(size, size),
-                              mode="area")[0, 0].numpy() > 0  # any part of the pixel: one-pixel pits survive
+    side = size if scale == "native" else side
+    centre = (centre_row, centre_col)
+    window = _cut(np.asarray(gray, dtype=np.float32) - level, centre, side)
+    window_mask = _cut(mask.astype(np.float32), centre, side, mode="constant")
+    if side != size:
+        pixels = torch.from_numpy(np.ascontiguousarray(window))[None, None]
+        window = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        window = window[0, 0].numpy()
+        pooled = F.interpolate(torch.from_numpy(np.ascontiguousarray(window_mask))[None, None], size=(size, size),
+                               mode="area")
+        window_mask = (pooled[0, 0].numpy() > 0).astype(np.float32)  # any part of a pixel: one-pixel pits survive
+    crop_mask = window_mask > 0
     visible = crop_mask | ring(crop_mask, context) if context > 0 else crop_mask
-    crop = np.where(visible, crop.numpy() / GREY_SCALE, 0.0)
-    return np.stack([crop, crop_mask]).astype(np.float32)
+    grey = np.where(visible, window / GREY_SCALE, 0.0)
+    texture = _highpass(window, crop_mask) / (GREY_SCALE / 4)
+    return np.stack([grey, texture, crop_mask]).astype(np.float32)
 
 
 class TinyClassifier(nn.Module):
-    """Three 3 x 3 conv blocks (``width``, 2 and 4 times ``width`` channels, ReLU, 2 x 2 max-pool), global
-    average pool, one logit: about 24k parameters at width 16; the logit is positive for "real". No
-    normalisation layer: a per-sample one (GroupNorm) would divide out the defect's contrast, a cue the test
-    must keep, and BatchNorm's running statistics, after a few hundred steps, made held-out predictions worse
-    than the training-mode ones."""
+    """Three 3 x 3 conv blocks (``width``, 2 and 4 times ``width`` channels, ReLU, 2 x 2 max-pool), an average
+    of the last features over the mask (the last input channel, max-pooled to their size), one logit: about
+    24k parameters at width 16; the logit is positive for "real".
 
-    def __init__(self, in_channels: int = 2, width: int = 16):
+    Pooling over the mask and not the whole crop, so that a pit of a few pixels counts as much as a defect
+    that fills the window (on ball_screw's crops a global average did as well: 1.00 either way; without the
+    high-pass channel 0.82 masked, 0.75 global). No normalisation layer: a per-sample one (GroupNorm)
+    divides out the defect's contrast, a cue the test must keep, and BatchNorm's running statistics after a
+    few hundred steps made held-out predictions worse than training-mode ones.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 16):
         super().__init__()
         layers, channels = [], in_channels
         for out in (width, 2 * width, 4 * width):
@@ -131,7 +166,10 @@ class TinyClassifier(nn.Module):
         self.head = nn.Linear(channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))[:, 0]
+        features = self.features(x)
+        weight = F.adaptive_max_pool2d(x[:, -1:], features.shape[-2:])
+        pooled = (features * weight).sum(dim=(2, 3)) / weight.sum(dim=(2, 3)).clamp_min(1.0)
+        return self.head(pooled)[:, 0]
 
 
 def _dihedral(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

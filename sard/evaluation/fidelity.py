@@ -32,22 +32,27 @@ The figures, all in grey levels (luma, 0-255) at the image's own scale, with
   row gives the held-out accuracy of the category's classifiers on that type's crops. ``c2st_se`` is the
   binomial standard error ``sqrt(p (1 - p) / 2n)`` of an accuracy on the 2n crops: with 32 masks about 0.06,
   so two models closer than about 0.15 are not told apart; ranking models needs more masks.
-- ``c2st_paste``: the control: the same test between the real defects and the same real defects pasted into
-  the normal images inside the same masks, i.e. what a model that painted each real defect exactly would
-  score under this protocol (the seam and the few pixels of context the classifier sees); near 0.5 means the
-  instrument judges the fill and not the setting.
+- ``c2st_paste``: the first control: the same test between the real defects and the same real defects pasted
+  into the normal images inside the same masks (copy-paste of the real defect itself). The classifier sees
+  the same pixels inside the mask; what tells them apart is their level against a ring of another surface.
+- ``c2st_roundtrip`` and ``texture_roundtrip``: the second control: the real defects resampled to the model's
+  working scale and back (:func:`working_round_trip`), each in its own image: what a model that painted the
+  real defect exactly at its working resolution would give, the ceiling its resolution sets. A C2ST near
+  this one and a texture ratio near this one mean the model does what its resolution allows.
 - ``background_max``: the largest |output - input| outside the mask over every output, in grey levels
   (0-255 of the image's own range): 0 under the region constraint, bit for bit.
 
 Known biases (documented, not corrected): the real images are JPEG (magnetic_tile, ball_screw), so their
 defects carry JPEG's 8 x 8 artefacts and painted ones do not; the normal images' own JPEG artefacts stay
-outside the mask. The classifier sees the defect and ``context`` pixels around it only (see
-:func:`~sard.evaluation.c2st.defect_crop`): it can use the seam, not the wider background, which differs
-between anomalous and normal images for reasons that have nothing to do with the model.
+outside the mask. The classifier sees the inside of the mask only, at the image's own scale (see
+:func:`~sard.evaluation.c2st.defect_crop`): not the background, which differs between anomalous and normal
+images for reasons that have nothing to do with the model (real defects bleed past their hand-drawn masks),
+and not the seam; the seam's sharpness shows in the texture ratio (the ring's side of the Laplacian).
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +61,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .. import image_io
+from .. import cropping, image_io
 from ..datasets import Anomaly, DatasetError, DefectDataset, load_mask, load_rgb
 from ..seeding import seeded_generator
 from . import c2st as c2st_module
@@ -64,13 +69,14 @@ from . import realism
 
 C2ST_GOAL = 0.70  # issue #17: a classifier tells painted from real at most this often
 DIVERSITY_GOAL = 0.5  # issue #17: seed std at least half the real defects' spatial std
-COLUMNS = ("category", "defect", "n", "c2st", "c2st_se", "c2st_std", "c2st_paste", "texture_ratio", "texture_real_p10",
-           "texture_real_median", "texture_real_p90", "texture_in_range", "contrast", "contrast_real_p10",
-           "contrast_real_median", "contrast_real_p90", "contrast_in_range", "seed_std", "real_std", "diversity",
-           "diversity_n", "seeds", "background_max", "meets_goals")
+COLUMNS = ("category", "defect", "n", "c2st", "c2st_se", "c2st_std", "c2st_paste", "c2st_roundtrip",
+           "texture_ratio", "texture_real_p10", "texture_real_median", "texture_real_p90", "texture_in_range",
+           "texture_roundtrip", "contrast", "contrast_real_p10", "contrast_real_median", "contrast_real_p90",
+           "contrast_in_range", "seed_std", "real_std", "diversity", "diversity_n", "seeds", "background_max",
+           "meets_goals")
 ITEM_COLUMNS = ("defect", "j", "image", "mask", "canvas", "resized", "real_contrast", "real_texture_ratio",
-                "real_std", "contrast", "texture_ratio", "seed_std", "background_max", "c2st_real_correct",
-                "c2st_painted_correct")
+                "real_std", "roundtrip_texture_ratio", "contrast", "texture_ratio", "seed_std", "background_max",
+                "c2st_real_correct", "c2st_painted_correct")
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,8 @@ def percentiles(values) -> tuple[float, float, float]:
 @dataclass
 class ItemResult:
     """What one item gave: the real defect's figures, the painted one's (seed 0), the diversity, the
-    classifier's crops (real, painted, and the real defect pasted into the normal image: the control)."""
+    classifier's crops (real, painted, and the two controls: the real defect pasted into the normal image, and
+    the real defect through the model's working scale in its own image)."""
 
     item: FidelityItem
     resized: bool
@@ -213,6 +220,8 @@ class ItemResult:
     real_crop: np.ndarray
     painted_crop: np.ndarray
     pasted_crop: np.ndarray  # the real defect's pixels pasted into the normal image inside the mask
+    roundtrip: realism.DefectStats  # the real defect resampled to the working scale and back, in its own image
+    roundtrip_crop: np.ndarray
 
 
 def _load(path: Path) -> PIL.Image.Image:
@@ -231,12 +240,37 @@ def real_on_canvas(item: FidelityItem, size: tuple[int, int]) -> tuple[np.ndarra
     return grey_levels(rgb.resize(size, PIL.Image.BILINEAR)), resize_mask(mask, size), True
 
 
+def working_round_trip(gray: np.ndarray, resolution: int) -> np.ndarray:
+    """`(H, W)` grey levels resampled to the working scale of a model of ``resolution`` and back to full size,
+    as the pipeline resamples its crop (antialiased bilinear, :func:`sard.cropping.resize`): the detail a
+    model working at that scale can give back at most. Unchanged when the image is already at that scale."""
+    height, width = gray.shape
+    scale = cropping.working_scale(height, width, resolution)
+    if scale >= 1.0:
+        return np.array(gray, dtype=np.float64)
+    image = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
+    down = cropping.resize(image, (max(1, round(height * scale)), max(1, round(width * scale))))
+    return cropping.resize(down, (height, width))[0, 0].double().numpy()
+
+
+def as_jpeg(image: PIL.Image.Image, quality: int) -> PIL.Image.Image:
+    """``image`` saved as a JPEG of ``quality`` (4:4:4, no chroma subsampling) and read back."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, subsampling=0)
+    buffer.seek(0)
+    return _load(buffer)
+
+
 def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring_width: int = 3,
-                crop_size: int = 32, num_inference_steps: int | None = None, batch_size: int = 8,
-                progress=None) -> list[ItemResult]:
+                crop_size: int = 48, num_inference_steps: int | None = None, batch_size: int = 8,
+                progress=None, crop_scale: str = "native", context: int = 0,
+                jpeg_quality: int = 0) -> list[ItemResult]:
     """Paint every item (seed 0, and ``seeds`` seeds for the diversity items) with ``pipe`` and measure it.
 
     Args:
+        crop_size, crop_scale, context: the classifier's crops (:func:`~sard.evaluation.c2st.defect_crop`).
+        jpeg_quality: if set (1-100), every output is saved as a JPEG of this quality and read back before it is
+            measured, as the real images were (the background check still compares the output itself).
         progress: called with the number of items done, if given.
     """
     jobs = [(i, s) for i, item in enumerate(items) for s in range(seeds if item.diversity else 1)]
@@ -259,21 +293,25 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
         ).images
         for (i, _), image in zip(batch, images):
             canvas, _, mask, _ = prepared[i]
-            outputs[i].append(grey_levels(image))
             background[i] = max(background[i], background_change(canvas, image, mask))
+            if jpeg_quality:
+                image = as_jpeg(image, jpeg_quality)
+            outputs[i].append(grey_levels(image))
         finished = sorted({i for i, _ in batch if all(j[0] != i for j in jobs[start + len(batch) :])})
         for i in finished:
             canvas, real_gray, mask, resized = prepared.pop(i)
             painted_gray = outputs[i][0]
             pasted_gray = np.where(mask, real_gray, grey_levels(canvas))
+            roundtrip_gray = np.where(mask, working_round_trip(real_gray, pipe.config.resolution), real_gray)
 
             def crop(gray, mask=mask):
-                return c2st_module.defect_crop(gray, mask, crop_size, ring_width=ring_width)
+                return c2st_module.defect_crop(gray, mask, crop_size, context, ring_width, crop_scale)
 
             results.append(ItemResult(
                 items[i], resized, realism.defect_stats(real_gray, mask, ring_width), spatial_std(real_gray, mask),
                 realism.defect_stats(painted_gray, mask, ring_width), seed_std(outputs.pop(i), mask),
                 background[i], crop(real_gray), crop(painted_gray), crop(pasted_gray),
+                realism.defect_stats(roundtrip_gray, mask, ring_width), crop(roundtrip_gray),
             ))
             done += 1
             if progress is not None:
@@ -281,11 +319,15 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
     return results
 
 
+AGAINST = ("painted", "pasted", "roundtrip")
+
+
 def run_c2st(results: list[ItemResult], folds: int = 5, seed: int = 0, steps: int = 200, against: str = "painted"):
     """The classifier two-sample test on the results' crops, each real crop paired with its ``painted`` one, or
-    with its ``pasted`` one (the control: the real defect itself in the normal image, a perfect model)."""
-    if against not in ("painted", "pasted"):
-        raise ValueError(f"against must be 'painted' or 'pasted', got {against!r}.")
+    for the controls with its ``pasted`` one (the real defect pasted into the normal image) or its
+    ``roundtrip`` one (the real defect through the model's working scale, in its own image)."""
+    if against not in AGAINST:
+        raise ValueError(f"against must be one of {', '.join(AGAINST)}, got {against!r}.")
     real = np.stack([r.real_crop for r in results])
     other = np.stack([getattr(r, f"{against}_crop") for r in results])
     groups = np.arange(len(results))
@@ -308,7 +350,7 @@ def binomial_se(accuracy: float, count: int) -> float:
 
 
 def summary_row(category: str, defect: str, results: list[ItemResult], c2st: float, c2st_std: float,
-                seeds: int, c2st_paste: float = math.nan) -> dict:
+                seeds: int, c2st_paste: float = math.nan, c2st_roundtrip: float = math.nan) -> dict:
     """One row of ``fidelity.csv`` (see :data:`COLUMNS` and the module docstring) for a group of results."""
     texture = _geomean(r.painted.texture_ratio for r in results)
     contrast = _mean(r.painted.contrast for r in results)
@@ -321,9 +363,11 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
     background = max((r.background_max for r in results), default=math.nan)
     row = {"category": category, "defect": defect, "n": len(results), "c2st": c2st,
            "c2st_se": binomial_se(c2st, 2 * len(results)), "c2st_std": c2st_std,
-           "c2st_paste": c2st_paste,
+           "c2st_paste": c2st_paste, "c2st_roundtrip": c2st_roundtrip,
            "texture_ratio": texture, "texture_real_p10": t10, "texture_real_median": t50, "texture_real_p90": t90,
-           "texture_in_range": in_range(texture, t10, t90), "contrast": contrast, "contrast_real_p10": c10,
+           "texture_in_range": in_range(texture, t10, t90),
+           "texture_roundtrip": _geomean(r.roundtrip.texture_ratio for r in results),
+           "contrast": contrast, "contrast_real_p10": c10,
            "contrast_real_median": c50, "contrast_real_p90": c90, "contrast_in_range": in_range(contrast, c10, c90),
            "seed_std": seed_spread, "real_std": real_spread, "diversity": diversity, "diversity_n": len(diverse),
            "seeds": seeds if diverse else 1, "background_max": background}
@@ -331,12 +375,13 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
     return row
 
 
-def fidelity_rows(category: str, results: list[ItemResult], c2st_result, seeds: int, paste_result=None) -> list[dict]:
+def fidelity_rows(category: str, results: list[ItemResult], tests: dict, seeds: int) -> list[dict]:
     """One row per defect type (in the results' order) and a row ``all`` for the category.
 
-    A type's ``c2st`` is the held-out accuracy on its crops of the category's classifiers (``c2st_std`` NaN);
-    the category row has the test's mean and spread over folds. ``c2st_paste`` is the same for the control
-    test (``paste_result``: real against the real defects pasted into the normal images), NaN without it.
+    ``tests`` maps ``painted`` and, where run, the controls ``pasted`` and ``roundtrip`` to their
+    :class:`~sard.evaluation.c2st.C2STResult` (see :func:`run_c2st`). A type's ``c2st`` is the held-out accuracy
+    on its crops of the category's classifiers (``c2st_std`` NaN); the category row has the test's mean and
+    spread over folds. ``c2st_paste`` and ``c2st_roundtrip`` are the same for the controls (NaN if not run).
     A type meets the goals when its texture ratio is inside the real p10..p90, its diversity is at least
     :data:`DIVERSITY_GOAL` and the background is exact; the category when every type does and ``c2st`` is at
     most :data:`C2ST_GOAL`.
@@ -347,12 +392,14 @@ def fidelity_rows(category: str, results: list[ItemResult], c2st_result, seeds: 
     for defect in defects:
         index = np.array([i for i, r in enumerate(results) if r.item.defect == defect])
         both = np.concatenate([index, index + n])
-        accuracy = c2st_result.accuracy_of(both) if c2st_result else math.nan
-        paste = paste_result.accuracy_of(both) if paste_result else math.nan
-        rows.append(summary_row(category, defect, [results[i] for i in index], accuracy, math.nan, seeds, paste))
-    accuracy, spread = (c2st_result.accuracy, c2st_result.std) if c2st_result else (math.nan, math.nan)
-    paste = paste_result.accuracy if paste_result else math.nan
-    total = summary_row(category, "all", results, accuracy, spread, seeds, paste)
+        accuracy = {k: tests[k].accuracy_of(both) if k in tests else math.nan for k in AGAINST}
+        rows.append(summary_row(category, defect, [results[i] for i in index], accuracy["painted"], math.nan,
+                                seeds, accuracy["pasted"], accuracy["roundtrip"]))
+    accuracy = {k: tests[k].accuracy if k in tests else math.nan for k in AGAINST}
+    spread = tests["painted"].std if "painted" in tests else math.nan
+    total = summary_row(category, "all", results, accuracy["painted"], spread, seeds, accuracy["pasted"],
+                        accuracy["roundtrip"])
+    accuracy = accuracy["painted"]
     total["meets_goals"] = bool(all(r["meets_goals"] for r in rows) and accuracy <= C2ST_GOAL
                                 and total["background_max"] == 0)
     return [*rows, total]
@@ -366,6 +413,7 @@ def item_rows(results: list[ItemResult], c2st_result) -> list[dict]:
             "defect": r.item.defect, "j": r.item.j, "image": str(r.item.anomaly.image),
             "mask": str(r.item.anomaly.mask), "canvas": str(r.item.canvas), "resized": r.resized,
             "real_contrast": r.real.contrast, "real_texture_ratio": r.real.texture_ratio, "real_std": r.real_std,
+            "roundtrip_texture_ratio": r.roundtrip.texture_ratio,
             "contrast": r.painted.contrast, "texture_ratio": r.painted.texture_ratio, "seed_std": r.seed_std,
             "background_max": r.background_max,
             "c2st_real_correct": bool(c2st_result.correct[i]) if c2st_result else "",

@@ -52,21 +52,23 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
 
-HEADER = ("| defect | n | C2ST | C2ST of pasted real | texture ratio (real p10–p90) | in | contrast (real p10–p90) "
-          "| in | diversity (seed std / real std) | background max |")
+HEADER = ("| defect | n | C2ST | C2ST: pasted real / real at working scale | texture ratio (real p10–p90) | in "
+          "| texture of real at working scale | contrast (real p10–p90) | in | diversity (seed std / real std) "
+          "| background max |")
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a markdown table: one line per defect type, the category (``all``) last.
 
     C2ST: the mean held-out accuracy ``±`` its binomial standard error (goal at most
-    :data:`~sard.evaluation.fidelity.C2ST_GOAL`), and that of the control (the real defects pasted into the
-    normal images: what a perfect model would score). Texture and contrast: the painted value with the real
+    :data:`~sard.evaluation.fidelity.C2ST_GOAL`), and those of the controls (the real defects pasted into the
+    normal images; the real defects resampled to the model's working scale and back, the ceiling of its
+    resolution, whose texture ratio has its own column). Texture and contrast: the painted value with the real
     defects' p10–p90, and whether it is inside. Diversity: the ratio with its two standard deviations in grey
     levels (goal at least :data:`~sard.evaluation.fidelity.DIVERSITY_GOAL`). Background: the largest change
     outside the mask, grey levels (must be 0).
     """
-    lines = [HEADER, "|---|---:|---:|---:|---|---|---|---|---|---:|"]
+    lines = [HEADER, "|---|---:|---:|---:|---|---|---:|---|---|---|---:|"]
     for row in rows:
         c2st = _f(row["c2st"], ".2f")
         if math.isfinite(row["c2st_se"]):
@@ -78,8 +80,10 @@ def markdown_table(rows: list[dict]) -> str:
         diversity = (f"{_f(row['diversity'], '.2f')} ({_f(row['seed_std'], '.1f')} / {_f(row['real_std'], '.1f')}, "
                      f"{row['diversity_n']} masks x {row['seeds']} seeds)")
         defect = "**all**" if row["defect"] == "all" else row["defect"]
-        cells = [defect, str(row["n"]), c2st, _f(row["c2st_paste"], ".2f"), texture, _yes(row["texture_in_range"]),
-                 contrast, _yes(row["contrast_in_range"]), diversity, _f(row["background_max"], ".0f")]
+        controls = f"{_f(row['c2st_paste'], '.2f')} / {_f(row['c2st_roundtrip'], '.2f')}"
+        cells = [defect, str(row["n"]), c2st, controls, texture, _yes(row["texture_in_range"]),
+                 _f(row["texture_roundtrip"], ".2f"), contrast, _yes(row["contrast_in_range"]), diversity,
+                 _f(row["background_max"], ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -104,10 +108,11 @@ def goals_summary(rows: list[dict]) -> str:
 
 
 def _tile(crop: np.ndarray, scale: int) -> PIL.Image.Image:
-    """A crop as the classifier sees it (grey levels around mid-grey 128), mask outline in colour."""
+    """A crop's grey-level channel as the classifier sees it (0 = the ring's level, shown as mid-grey 128),
+    the mask's outline in colour."""
     grey = np.clip(crop[0] * GREY_SCALE + 128.0, 0, 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    mask = crop[1] > 0
+    mask = crop[-1] > 0
     edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
     image = PIL.Image.fromarray(rgb).resize((crop.shape[2] * scale, crop.shape[1] * scale), PIL.Image.NEAREST)
     outline = PIL.Image.fromarray(edge).resize(image.size, PIL.Image.NEAREST)
@@ -132,6 +137,6 @@ def crop_grid(real: list[np.ndarray], painted: list[np.ndarray], labels: list[st
         x = 52 + pad + k * (side + pad)
         draw.text((x, 2), label[: side // 6], fill=(0, 0, 0), font=font)
         for row, crop in enumerate((a, b)):
-            tile = _tile(crop, scale) if with_outline else _tile(np.stack([crop[0], 0 * crop[1]]), scale)
+            tile = _tile(crop if with_outline else np.stack([crop[0], 0 * crop[-1]]), scale)
             image.paste(tile, (x, head + row * (side + pad)))
     image.save(path)

@@ -30,14 +30,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--category", required=True, help="the category folder, e.g. magnetic_tile")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--data_format", default="auto", choices=("auto", "mvtec", "btad", "folder"))
-    parser.add_argument("--masks_per_type", type=int, default=32, help="held-out masks painted per defect type")
+    parser.add_argument("--masks_per_type", type=int, default=64, help="held-out masks painted per defect type")
     parser.add_argument("--diversity_masks", type=int, default=8,
                         help="of those, how many are painted with every seed (per type)")
     parser.add_argument("--seeds", type=int, default=4, help="seeds per diversity mask (at least 2)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the painting and the classifier test")
     parser.add_argument("--folds", type=int, default=5, help="k of the classifier test's cross-validation")
     parser.add_argument("--c2st_steps", type=int, default=200, help="optimiser steps of each fold's classifier")
-    parser.add_argument("--crop_size", type=int, default=32, help="side of the classifier's crops, pixels")
+    parser.add_argument("--crop_size", type=int, default=48, help="side of the classifier's crops, pixels")
+    parser.add_argument("--crop_scale", default="native", choices=("native", "fit"),
+                        help="classifier crops: a window of --crop_size pixels at the image's own scale, or the "
+                        "box around the mask resampled to --crop_size")
+    parser.add_argument("--context", type=int, default=0,
+                        help="pixels around the mask the classifier sees (default: the inside of the mask only)")
+    parser.add_argument("--jpeg_quality", type=int, default=0,
+                        help="save each output as a JPEG of this quality before measuring it, as the real images "
+                        "are (default 0: measure the output as it is)")
     parser.add_argument("--ring_width", type=int, default=3, help="pixels of the ring around a mask")
     parser.add_argument("--num_inference_steps", type=int, help="reverse steps (default: the model's)")
     parser.add_argument("--batch_size", type=int, default=8, help="images per pipeline call")
@@ -91,20 +99,24 @@ def main(argv=None) -> list[dict]:
 
     t = time.perf_counter()
     results = fidelity.paint_items(pipe, items, args.seeds, args.seed, args.ring_width, args.crop_size,
-                                   args.num_inference_steps, args.batch_size, progress=progress)
+                                   args.num_inference_steps, args.batch_size, progress=progress,
+                                   crop_scale=args.crop_scale, context=args.context,
+                                   jpeg_quality=args.jpeg_quality)
     timing["paint_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    test = fidelity.run_c2st(results, args.folds, args.seed, args.c2st_steps)
-    control = fidelity.run_c2st(results, args.folds, args.seed, args.c2st_steps, against="pasted")
-    timing["c2st_s"] = time.perf_counter() - t
-    rows = fidelity.fidelity_rows(args.category, results, test, args.seeds, control)
-
-    fidelity_report.write_fidelity_csv(rows, output_dir / "fidelity.csv")
-    write_csv(fidelity.item_rows(results, test), output_dir / "fidelity_items.csv", fidelity.ITEM_COLUMNS)
     np.savez_compressed(output_dir / "c2st_crops.npz", real=np.stack([r.real_crop for r in results]),
                         painted=np.stack([r.painted_crop for r in results]),
                         pasted=np.stack([r.pasted_crop for r in results]),
+                        roundtrip=np.stack([r.roundtrip_crop for r in results]),
                         defect=np.array([r.item.defect for r in results]))
+    t = time.perf_counter()
+    tests = {against: fidelity.run_c2st(results, args.folds, args.seed, args.c2st_steps, against=against)
+             for against in fidelity.AGAINST}
+    test = tests["painted"]
+    timing["c2st_s"] = time.perf_counter() - t
+    rows = fidelity.fidelity_rows(args.category, results, tests, args.seeds)
+
+    fidelity_report.write_fidelity_csv(rows, output_dir / "fidelity.csv")
+    write_csv(fidelity.item_rows(results, test), output_dir / "fidelity_items.csv", fidelity.ITEM_COLUMNS)
     picks = fidelity.spread(len(results), 12)
     fidelity_report.crop_grid([results[i].real_crop for i in picks], [results[i].painted_crop for i in picks],
                               [f"{results[i].item.defect} {results[i].item.j}" for i in picks],
@@ -117,13 +129,14 @@ def main(argv=None) -> list[dict]:
     (output_dir / "fidelity.md").write_text(
         f"# Fidelity: {args.category}, {args.checkpoint}\n\n{table}\n\n{goals}\n\n"
         f"Classifier test: {len(test.fold_accuracies)}-fold, held-out accuracies "
-        f"{', '.join(f'{a:.2f}' for a in test.fold_accuracies)}; control (real defects pasted into the normal "
-        f"images): {', '.join(f'{a:.2f}' for a in control.fold_accuracies)}."
+        f"{', '.join(f'{a:.2f}' for a in test.fold_accuracies)}; controls: real defects pasted into the normal "
+        f"images {', '.join(f'{a:.2f}' for a in tests['pasted'].fold_accuracies)}, real defects at the model's "
+        f"working scale {', '.join(f'{a:.2f}' for a in tests['roundtrip'].fold_accuracies)}."
         f"\n\nSettings: {json.dumps(settings)}\n" + "".join(f"\nNote: {n}" for n in notes) + "\n"
     )
     (output_dir / "fidelity.json").write_text(json.dumps({
         "command": command, "settings": settings, "notes": notes, "items": len(items), "images_painted": calls,
-        "c2st_fold_accuracies": test.fold_accuracies, "c2st_paste_fold_accuracies": control.fold_accuracies,
+        "c2st_fold_accuracies": {k: t.fold_accuracies for k, t in tests.items()},
         "timing": {k: round(v, 1) for k, v in timing.items()},
         "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
