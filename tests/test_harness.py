@@ -32,6 +32,21 @@ def test_working_size_scales_only_the_large_images():
     assert working_size((900, 900), 450) == (450, 450)
     assert working_size((565, 230), 450) == (450, 183)  # 230 * 450 / 565 = 183.2
     assert working_size((300, 200), 450) == (300, 200)
+    # fit_side: one field of view at several resolutions (ball_screw: 565 x 230 and 770 x 322) comes to one scale.
+    assert working_size((770, 322), fit_side=565) == (565, 236)
+    assert working_size((300, 200), fit_side=450) == (450, 300)  # scaled up too
+    assert working_size((565, 230), fit_side=565) == (565, 230)
+
+
+def test_scale_options_are_checked():
+    from sard.config import ConfigError
+
+    with pytest.raises(ConfigError, match="exclude each other"):
+        load(EvalConfig, overrides={"crop": 64, "max_side": 128, "fit_side": 128})
+    with pytest.raises(ConfigError, match="fit_side must be 0 or at least the crop"):
+        load(EvalConfig, overrides={"crop": 64, "fit_side": 32})
+    with pytest.raises(ConfigError, match="crop must be 0 or a multiple of 32"):
+        load(EvalConfig, overrides={"crop": 40})
 
 
 def test_crops_around_defects_hold_a_defect_pixel_and_match_the_image():

@@ -119,7 +119,8 @@ def describe(config: EvalConfig, seeds: list[int], textures: dict) -> str:
     weights = f"`{config.pretrained}`" if config.pretrained else "scratch"
     net = config.segmenter + (f" (width {config.unet_width})" if config.segmenter == "unet" else "")
     if config.crop:
-        scale = f"at most {config.max_side} px on the longer side" if config.max_side else "their own size"
+        scale = (f"{config.fit_side} px on the longer side" if config.fit_side else
+                 f"at most {config.max_side} px on the longer side" if config.max_side else "their own size")
         view = (f"{config.crop} px crops of the images at {scale} ({round(100 * config.defect_crop)} % of the pairs' "
                 "crops around a defect), tested on whole images at that scale")
     else:
@@ -211,6 +212,11 @@ def run(data_root: str | Path, categories: list[str], rows: list[str], seeds: li
             counts = harness.evaluate_segmenter(model, test, config.eval_batch_size, state.device)
             extra = {"textures": {"draem": textures[seed]}} if "draem" in parts else {}
             harness.save_counts(run_dir / "counts.json", counts, fingerprint, **extra)
+            if config.save_segmenter:  # to look at its predictions: build_segmenter(...) then load_pretrained
+                from safetensors.torch import save_file
+
+                save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
+                          run_dir / "segmenter.safetensors")
             # Wall and CPU seconds (CPU: all threads of this process, so a busy machine does not inflate it).
             seconds = {**{f"{m} {k}": v for m in parts for k, v in timings[seed, m].items() if k != "settings"},
                        "training_seconds": round(trained - start, 1),

@@ -22,8 +22,8 @@ class EvalConfig:
     ``batch_size`` images, with the same seed for every method; each image of a batch is a synthetic pair
     with probability ``anomaly_fraction``, else a normal image. Images are seen whole at ``resolution`` x
     ``resolution`` (``crop: 0``, the papers' protocol), or at their own scale (at most ``max_side`` on the
-    longer side when set) as ``crop`` x ``crop`` crops for training, a share ``defect_crop`` of the pairs'
-    crops around a defect, and whole for testing (see :mod:`.harness`).
+    longer side when set, or all scaled to ``fit_side``) as ``crop`` x ``crop`` crops for training, a share
+    ``defect_crop`` of the pairs' crops around a defect, and whole for testing (see :mod:`.harness`).
     """
 
     # Synthesis
@@ -46,7 +46,8 @@ class EvalConfig:
     pretrained: str = ""  # a local .safetensors file (e.g. MiT-B0 ImageNet weights); empty: from scratch
     resolution: int = 128  # whole-image mode (crop: 0): every image resized to resolution x resolution
     crop: int = 0  # > 0: train on crop x crop crops at the images' own scale, test on whole images at that scale
-    max_side: int = 0  # with crops: images scaled down to this longer side first (0: their own size)
+    max_side: int = 0  # with crops: images larger than this scaled down to this longer side (0: their own size)
+    fit_side: int = 0  # with crops: every image scaled up or down to this longer side (0: see max_side)
     defect_crop: float = 0.5  # with crops: the share of a pair's crops placed around one of its defect pixels
     unet_width: int = 16  # unet: channels of its first level (then x2, x4, x8)
     steps: int = 600
@@ -61,6 +62,7 @@ class EvalConfig:
     vflip: bool = True
     eval_batch_size: int = 16
     num_threads: int = 0  # CPU threads per process; 0: torch's default
+    save_segmenter: bool = False  # keep each run's trained segmenter (OUT/runs/CAT/ROW/seed-S/segmenter.safetensors)
 
     def augmentation(self) -> MaskAugmentation:
         return MaskAugmentation(rotate90=self.rotate90, max_rotation=self.max_rotation,
@@ -83,8 +85,12 @@ class EvalConfig:
             errors.append(f"resolution must be a multiple of 32 (at least 32), got {self.resolution}")
         if self.crop and (self.crop < 32 or self.crop % 32):
             errors.append(f"crop must be 0 or a multiple of 32 (at least 32), got {self.crop}")
-        if self.max_side < 0 or (self.max_side and self.max_side < self.crop):
-            errors.append(f"max_side must be 0 or at least the crop ({self.crop}), got {self.max_side}")
+        for name in ("max_side", "fit_side"):
+            value = getattr(self, name)
+            if value < 0 or (value and value < self.crop):
+                errors.append(f"{name} must be 0 or at least the crop ({self.crop}), got {value}")
+        if self.max_side and self.fit_side:
+            errors.append(f"max_side and fit_side exclude each other, got {self.max_side} and {self.fit_side}")
         if not 0.0 <= self.defect_crop <= 1.0:
             errors.append(f"defect_crop must be in [0, 1], got {self.defect_crop}")
         if self.defect_weight <= 0.0:
@@ -114,11 +120,11 @@ class EvalConfig:
     def identity(self) -> dict:
         """The keys that decide the numbers (not the threads or the batch sizes of inference)."""
         values = self.to_dict()
-        for key in ("num_threads", "eval_batch_size", "sard_batch_size"):
+        for key in ("num_threads", "eval_batch_size", "sard_batch_size", "save_segmenter"):
             values.pop(key)
         # Keys added later only count when used: runs finished before they existed stay valid.
         for key, default in (("background", "clean"), ("region_constraint", True), ("crop", 0), ("max_side", 0),
-                             ("defect_crop", 0.5), ("unet_width", 16), ("defect_weight", 1.0)):
+                             ("fit_side", 0), ("defect_crop", 0.5), ("unet_width", 16), ("defect_weight", 1.0)):
             if values[key] == default:
                 values.pop(key)
         return values

@@ -7,10 +7,12 @@ Two ways to see the images, for training and testing alike (``EvalConfig.crop``)
 - whole images (``crop: 0``, the papers' protocol): every image resized to ``resolution`` x ``resolution``
   (bilinear; masks nearest), so metrics are counted on resized ground truth;
 - crops at the images' own scale (``crop: C``): images keep their size (at most ``max_side`` on the longer
-  side, when set), the segmenter trains on ``C`` x ``C`` crops, a share ``defect_crop`` of the anomalous ones
-  placed around a defect pixel and the others at random, and is tested on each whole image at that scale
-  (fully convolutional; padded to a multiple of 32), counted against the ground truth at that scale. A
-  blowhole of 0.2 % of a tile then stays a blob of some 12 x 12 pixels instead of 5.
+  side, when set; or, with ``fit_side``, all scaled to that longer side, for data sets whose images show one
+  field of view at several resolutions, as ball_screw's do), the segmenter trains on ``C`` x ``C`` crops, a
+  share ``defect_crop`` of the anomalous ones placed around a defect pixel and the others at random, and is
+  tested on each whole image at that scale (fully convolutional; padded to a multiple of 32), counted
+  against the ground truth at that scale. A blowhole of 0.2 % of a tile then stays a blob of some 12 x 12
+  pixels instead of 5.
 
 The test set is the protocol split of :mod:`sard.datasets`: per defect type the two thirds after the first
 floor(n/3) by file name, empty masks included (all background), plus ``test/good``.
@@ -35,21 +37,23 @@ from .metrics import Confusion
 from .segmenters import build_segmenter
 
 
-def working_size(size: tuple[int, int], max_side: int = 0) -> tuple[int, int]:
-    """``(width, height)`` of an image at the working scale: its own, or scaled down so that its longer side
-    is ``max_side`` (0: never scaled)."""
+def working_size(size: tuple[int, int], max_side: int = 0, fit_side: int = 0) -> tuple[int, int]:
+    """``(width, height)`` of an image at the working scale: its own, scaled down so that its longer side is
+    at most ``max_side`` (0: never scaled down), or scaled up or down so that its longer side is ``fit_side``
+    (when set; for data sets whose images show the same field of view at different resolutions)."""
     width, height = size
-    if not max_side or max(width, height) <= max_side:
+    target = fit_side or (max_side if max_side and max(width, height) > max_side else 0)
+    if not target or max(width, height) == target:
         return width, height
-    factor = max_side / max(width, height)
+    factor = target / max(width, height)
     return max(1, round(width * factor)), max(1, round(height * factor))
 
 
-def load_image(path: str | Path, resolution: int = 0, max_side: int = 0) -> torch.Tensor:
+def load_image(path: str | Path, resolution: int = 0, max_side: int = 0, fit_side: int = 0) -> torch.Tensor:
     """`(3, H, W)` uint8: resized to ``resolution`` x ``resolution`` (bilinear) when it is set, else at the
     working scale of :func:`working_size`."""
     image = load_rgb(Path(path))
-    size = (resolution, resolution) if resolution else working_size(image.size, max_side)
+    size = (resolution, resolution) if resolution else working_size(image.size, max_side, fit_side)
     if size != image.size:
         image = image.resize(size, PIL.Image.BILINEAR)
     return torch.from_numpy(np.array(image)).permute(2, 0, 1)
@@ -67,7 +71,7 @@ def load_target(path: str | Path | None, resolution: int = 0, size: tuple[int, i
 def load_pairs(records: list[dict], config: EvalConfig) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The images and masks of manifest-like records (``image``, ``mask`` or None) as the config sees them."""
     resolution = 0 if config.crop else config.resolution
-    images = [load_image(r["image"], resolution, config.max_side) for r in records]
+    images = [load_image(r["image"], resolution, config.max_side, config.fit_side) for r in records]
     masks = [load_target(r["mask"], resolution, (im.shape[2], im.shape[1])) for r, im in zip(records, images)]
     return images, masks
 
