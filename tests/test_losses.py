@@ -93,6 +93,23 @@ def test_mode_seeking_ratio_is_fill_distance_over_latent_distance():
     assert losses.mode_seeking_ratio(a, b, z, other_z, mask).item() == pytest.approx(0.5 / 0.25)
 
 
+def test_high_frequency_gap_compares_texture_strength_per_image():
+    # Columns alternating 1, 0: a 5 x 5 box mean of 3/5 on the ones and 2/5 on the zeros, so |high-pass| = 0.4
+    # away from the border; a constant image has none.
+    stripes = torch.zeros(2, 3, 12, 12)
+    stripes[..., ::2] = 1.0
+    flat = torch.full((2, 3, 12, 12), 0.3)
+    mask = torch.zeros(2, 1, 12, 12)
+    mask[:, :, 4:8, 4:8] = 1.0
+    assert losses.high_frequency_energy(stripes, mask).tolist() == pytest.approx([0.4, 0.4])
+    assert losses.high_frequency_energy(flat, mask).tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    # Per image, so a fill smoother than its real defect and one rougher than its own do not cancel.
+    fake, real = torch.stack([flat[0], stripes[1]]), torch.stack([stripes[0], flat[1]])
+    assert losses.high_frequency_gap(fake, real, mask).item() == pytest.approx(0.4)
+    # The same texture shifted by a column: other pixels, the same strength, no gap.
+    assert losses.high_frequency_gap(stripes.roll(1, dims=3), stripes, mask).item() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_r1_penalty_is_the_squared_gradient_norm_per_sample():
     """D(x) = <w_i, x_i^2> / 2 per sample: grad_x D = w x, so R1 = mean_i |w_i x_i|^2, and R1 stays differentiable
     (create_graph) so that it can train the discriminator."""
@@ -104,3 +121,21 @@ def test_r1_penalty_is_the_squared_gradient_norm_per_sample():
     penalty.backward()
     # d/dw mean_i sum (w x)^2 = 2 w x^2 / n
     torch.testing.assert_close(w.grad, 2 * w.detach() * x.detach().pow(2) / 3)
+
+
+def test_the_denoiser_loss_adds_the_weighted_high_frequency_gap():
+    from conftest import make_denoiser
+
+    from sard import SARDScheduler
+    from sard.training.dmg import DMGLoss
+
+    denoiser, alphas = make_denoiser(), SARDScheduler(num_train_timesteps=4).alphas_cumprod
+    image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[:, :, 4:10, 5:12] = 1.0
+    raw = {"image": image, "mask": mask, "label": torch.tensor([0, 1])}
+    batch = DMGLoss(alphas, 4).micro_batches(raw, 1, torch.Generator().manual_seed(1), "cpu")[0]
+    without = DMGLoss(alphas, 4, lambda_adv=0.0, view="clean").denoiser_loss(None, denoiser, batch)
+    with_hf = DMGLoss(alphas, 4, lambda_adv=0.0, view="clean", lambda_hf=2.0).denoiser_loss(None, denoiser, batch)
+    assert "hf" not in without and with_hf["hf"].item() > 0
+    assert with_hf["loss"].item() == pytest.approx(without["loss"].item() + 2.0 * with_hf["hf"].item(), rel=1e-5)

@@ -65,6 +65,8 @@ class DMGLoss:
             and may be any plausible defect instead of the blurred mean that L1 asks for.
         lambda_ms: weight of the mode-seeking term (Mao et al. 2019; DFMGAN uses 0.1): two latents on the same
             ``x_t`` should give different fills (0: off).
+        lambda_hf: weight of the high-frequency gap (:func:`~sard.training.losses.high_frequency_gap`): the
+            fill, pasted into the real background, should hold as much fine texture as the real defect (0: off).
         view: the discriminator's view, ``"pair"`` or ``"clean"`` (kept here: a DDP-wrapped network has no config).
     """
 
@@ -80,13 +82,14 @@ class DMGLoss:
     rec_weighting: str = "flat"
     lambda_ms: float = 0.0
     view: str = "pair"
+    lambda_hf: float = 0.0
 
     @classmethod
     def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:
         """The loss of a :class:`~sard.training.config.TrainConfig`."""
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
                    config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
-                   config.lambda_ms, config.disc_view)
+                   config.lambda_ms, config.disc_view, config.lambda_hf)
 
     @property
     def num_timesteps(self) -> int:
@@ -191,6 +194,9 @@ class DMGLoss:
         weight = self.alphas_cumprod[t].sqrt().to(x0.dtype) if self.rec_weighting == "snr" else None
         parts["rec"] = losses.reconstruction_loss(x0_hat, x0, m, weight)
         loss = loss + self.lambda_rec * parts["rec"]
+        if self.lambda_hf > 0:
+            parts["hf"] = losses.high_frequency_gap(sampling.blend_known(x0_hat, x0, m), x0, m)
+            loss = loss + self.lambda_hf * parts["hf"]
         if self.lambda_ms > 0:
             other = denoiser(x_t, t, batch["z"][0], m, known, label)
             parts["ms"] = losses.mode_seeking_ratio(x0_hat, other, batch["z"][1], batch["z"][0], m)

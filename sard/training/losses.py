@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..discriminator import high_pass
+
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over the pixels where ``mask`` is 1 (0 when the mask is empty), over the batch."""
@@ -69,6 +71,20 @@ def mode_seeking_ratio(
     """``masked_mean(|G(z1) - G(z2)|, m) / mean(|z1 - z2|)`` (Mao et al. 2019, MSGAN): how far two latents move
     the fill, per unit of latent distance. The denoiser maximises it so that it does not ignore ``z``."""
     return masked_mean((x0_hat - other).abs(), mask) / (z - other_z).abs().mean().clamp(min=1e-8)
+
+
+def high_frequency_energy(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`(B,)`: each image's mean ``|high_pass(x)|`` inside its mask (over channels too): how much fine texture
+    the region holds, wherever it lies."""
+    weight = mask.to(x.dtype).expand_as(x)
+    return (high_pass(x).abs() * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1.0)
+
+
+def high_frequency_gap(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mean_b |energy(fake_b) - energy(real_b)|`` (:func:`high_frequency_energy`): the fill should hold as
+    much fine texture as the real defect in the same mask, not the same pixels. An L1 to one real defect asks
+    for their mean, which is smooth; this asks for their texture's strength, which an average does not have."""
+    return (high_frequency_energy(fake, mask) - high_frequency_energy(real, mask)).abs().mean()
 
 
 def pooled_mask_logits(mask_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
