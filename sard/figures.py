@@ -1,8 +1,8 @@
 """Drawing for figures and reports, with PIL only: the mask outline, a grid of tiles, grouped bar charts.
 
-The training previews (:mod:`sard.training.previews`), the benchmark's and the ablation's reports
-(:mod:`sard.evaluation.report`, :mod:`sard.evaluation.ablation_report`) and the ablation's side-by-side figure
-draw with these.
+The demo's outlined results (:mod:`sard.demo.display`), the training previews (:mod:`sard.training.previews`),
+the benchmark's and the ablation's reports (:mod:`sard.evaluation.report`, :mod:`sard.evaluation.ablation_report`)
+and the ablation's side-by-side figure draw with these.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
+import PIL.ImageFilter
 import PIL.ImageFont
 
 OUTLINE_COLOR = (255, 64, 32)
@@ -30,13 +31,18 @@ def font(size: int):
         return PIL.ImageFont.load_default()
 
 
-def outline(image: PIL.Image.Image, mask: np.ndarray, color=OUTLINE_COLOR) -> PIL.Image.Image:
-    """``image`` as RGB with the border pixels of the boolean ``mask`` (same size) drawn in ``color``."""
+def outline(image: PIL.Image.Image, mask: np.ndarray, color=OUTLINE_COLOR, width: int = 0) -> PIL.Image.Image:
+    """``image`` as RGB with the boolean ``mask``'s (same size) outline drawn in ``color``: its border pixels
+    (``width`` 0), or a ring ``width`` pixels thick just outside it, so that the masked pixels stay visible."""
     mask = np.asarray(mask, dtype=bool)
-    padded = np.pad(mask, 1)
-    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    if width:
+        region = PIL.Image.fromarray(mask.astype(np.uint8) * 255)
+        line = (np.asarray(region.filter(PIL.ImageFilter.MaxFilter(2 * width + 1))) > 0) & ~mask
+    else:
+        padded = np.pad(mask, 1)
+        line = mask & ~(padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
     pixels = np.array(image.convert("RGB"))
-    pixels[mask & ~interior] = color
+    pixels[line] = color
     return PIL.Image.fromarray(pixels)
 
 

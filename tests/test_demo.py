@@ -13,7 +13,7 @@ import PIL.Image
 import pytest
 from conftest import T, box_mask, make_pipeline
 
-from sard import image_io
+from sard import figures, image_io
 from sard.demo import display, editor, generate, inputs
 
 
@@ -218,7 +218,7 @@ def test_outline_rings_the_mask_and_leaves_its_inside():
     mask = np.zeros((40, 40), bool)
     mask[15:25, 15:25] = True
     drawn = np.asarray(display.outline(image, mask))
-    red = (drawn == display.OUTLINE_COLOR).all(axis=2)
+    red = (drawn == figures.OUTLINE_COLOR).all(axis=2)
     assert drawn.shape == (40, 40, 3)
     assert not red[mask].any()  # the synthesised pixels stay visible
     assert red[14, 20] and red[25, 20] and red[20, 14] and red[20, 25]  # a ring just outside

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import PIL.Image
-import PIL.ImageFilter
+
+from .. import figures
 
 # The editor and the result views get copies with at most this many pixels on a side: a 6000 x 4000 photo
 # stays responsive in the browser, while the pipeline still works on (and returns) the full-size file.
 MAX_DISPLAY_SIDE = 1024
-OUTLINE_COLOR = (255, 59, 48)
 
 
 def display_size(size: tuple[int, int], max_side: int = MAX_DISPLAY_SIDE) -> tuple[int, int]:
@@ -42,12 +42,7 @@ def display_copy(
     return copy if size == copy.size else copy.resize(size, PIL.Image.BILINEAR)
 
 
-def outline(image: PIL.Image.Image, mask: np.ndarray, color=OUTLINE_COLOR) -> PIL.Image.Image:
+def outline(image: PIL.Image.Image, mask: np.ndarray) -> PIL.Image.Image:
     """``image`` as RGB with a ring drawn just outside the boolean ``mask`` (same size), so that the
     synthesised pixels themselves stay visible. The ring is about 1/200 of the longer side thick."""
-    width = max(1, round(max(image.size) / 200))
-    region = PIL.Image.fromarray(np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
-    grown = np.asarray(region.filter(PIL.ImageFilter.MaxFilter(2 * width + 1))) > 0
-    rgb = np.array(image.convert("RGB"))
-    rgb[grown & ~np.asarray(mask, dtype=bool)] = color
-    return PIL.Image.fromarray(rgb)
+    return figures.outline(image, mask, width=max(1, round(max(image.size) / 200)))
