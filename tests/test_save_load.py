@@ -133,7 +133,7 @@ except Exception as error:
         HF_HUB_DISABLE_TELEMETRY="1",
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert np.array_equal(np.load(out_file), _paint(make_pipeline()))
