@@ -272,6 +272,9 @@ def test_command_end_to_end_on_a_tiny_data_set(tmp_path, capsys):
     # Rerunning gives the same figures: everything is seeded.
     _script().main([*args, "--output_dir", str(tmp_path / "again")])
     assert (tmp_path / "again" / "fidelity.csv").read_bytes() == (out / "fidelity.csv").read_bytes()
+    # Painted at a coarser working resolution than the model's: the working-scale control follows it.
+    coarse = _script().main([*args, "--output_dir", str(tmp_path / "coarse"), "--resolution", "8"])
+    assert coarse[-1]["texture_roundtrip"] < read[-1]["texture_roundtrip"] and coarse[-1]["background_max"] == 0.0
 
 
 def test_command_refuses_bad_arguments_with_a_message(tmp_path, capsys):

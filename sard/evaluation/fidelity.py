@@ -264,15 +264,18 @@ def as_jpeg(image: PIL.Image.Image, quality: int) -> PIL.Image.Image:
 def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring_width: int = 3,
                 crop_size: int = 48, num_inference_steps: int | None = None, batch_size: int = 8,
                 progress=None, crop_scale: str = "native", context: int = 0,
-                jpeg_quality: int = 0) -> list[ItemResult]:
+                jpeg_quality: int = 0, resolution: int | None = None) -> list[ItemResult]:
     """Paint every item (seed 0, and ``seeds`` seeds for the diversity items) with ``pipe`` and measure it.
 
     Args:
         crop_size, crop_scale, context: the classifier's crops (:func:`~sard.evaluation.c2st.defect_crop`).
         jpeg_quality: if set (1-100), every output is saved as a JPEG of this quality and read back before it is
             measured, as the real images were (the background check still compares the output itself).
+        resolution: the working resolution to paint at (default: the model's); the working-scale control
+            follows it.
         progress: called with the number of items done, if given.
     """
+    resolution = resolution or pipe.config.resolution
     jobs = [(i, s) for i, item in enumerate(items) for s in range(seeds if item.diversity else 1)]
     prepared = {}
     outputs: dict[int, list[np.ndarray]] = {i: [] for i in range(len(items))}
@@ -289,7 +292,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
         images = pipe(
             [prepared[i][0] for i, _ in batch], [prepared[i][2] for i, _ in batch],
             defect=[items[i].defect for i, _ in batch], generator=[items[i].generator(seed, s) for i, s in batch],
-            num_inference_steps=num_inference_steps,
+            num_inference_steps=num_inference_steps, resolution=resolution,
         ).images
         for (i, _), image in zip(batch, images):
             canvas, _, mask, _ = prepared[i]
@@ -302,7 +305,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
             canvas, real_gray, mask, resized = prepared.pop(i)
             painted_gray = outputs[i][0]
             pasted_gray = np.where(mask, real_gray, grey_levels(canvas))
-            roundtrip_gray = np.where(mask, working_round_trip(real_gray, pipe.config.resolution), real_gray)
+            roundtrip_gray = np.where(mask, working_round_trip(real_gray, resolution), real_gray)
 
             def crop(gray, mask=mask):
                 return c2st_module.defect_crop(gray, mask, crop_size, context, ring_width, crop_scale)

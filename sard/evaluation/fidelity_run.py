@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--jpeg_quality", type=int, default=0,
                         help="save each output as a JPEG of this quality before measuring it, as the real images "
                         "are (default 0: measure the output as it is)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="paint at this working resolution (longer side, pixels) instead of the model's own, "
+                        "e.g. an image's full size")
     parser.add_argument("--ring_width", type=int, default=3, help="pixels of the ring around a mask")
     parser.add_argument("--num_inference_steps", type=int, help="reverse steps (default: the model's)")
     parser.add_argument("--batch_size", type=int, default=8, help="images per pipeline call")
@@ -101,7 +104,7 @@ def main(argv=None) -> list[dict]:
     results = fidelity.paint_items(pipe, items, args.seeds, args.seed, args.ring_width, args.crop_size,
                                    args.num_inference_steps, args.batch_size, progress=progress,
                                    crop_scale=args.crop_scale, context=args.context,
-                                   jpeg_quality=args.jpeg_quality)
+                                   jpeg_quality=args.jpeg_quality, resolution=args.resolution)
     timing["paint_s"] = time.perf_counter() - t
     np.savez_compressed(output_dir / "c2st_crops.npz", real=np.stack([r.real_crop for r in results]),
                         painted=np.stack([r.painted_crop for r in results]),
