@@ -402,8 +402,7 @@ def fidelity_rows(category: str, results: list[ItemResult], tests: dict, seeds: 
     spread = tests["painted"].std if "painted" in tests else math.nan
     total = summary_row(category, "all", results, accuracy["painted"], spread, seeds, accuracy["pasted"],
                         accuracy["roundtrip"])
-    accuracy = accuracy["painted"]
-    total["meets_goals"] = bool(all(r["meets_goals"] for r in rows) and accuracy <= C2ST_GOAL
+    total["meets_goals"] = bool(all(r["meets_goals"] for r in rows) and total["c2st"] <= C2ST_GOAL
                                 and total["background_max"] == 0)
     return [*rows, total]
 
