@@ -9,12 +9,17 @@ from .scheduler import SARDScheduler
 
 __version__ = "0.1.0"
 
-_BUNDLED = Path(__file__).resolve().parent / "checkpoints" / "magnetic-tile"
-# The checkpoint shipped with the package (a model of magnetic-tile surfaces), or None until one is bundled.
+# The checkpoints shipped with the package, one folder each; the default one is a model of magnetic tiles.
+BUNDLED_ROOT = Path(__file__).resolve().parent / "checkpoints"
+DEFAULT_MODEL = "magnetic-tile"
+_BUNDLED = BUNDLED_ROOT / DEFAULT_MODEL
+# The default checkpoint's folder, or None until one is bundled.
 DEFAULT_CHECKPOINT: str | None = str(_BUNDLED) if (_BUNDLED / "model_index.json").is_file() else None
 
 __all__ = [
+    "BUNDLED_ROOT",
     "DEFAULT_CHECKPOINT",
+    "DEFAULT_MODEL",
     "MaskAwareDiscriminator",
     "SARDDenoiser",
     "SARDPipeline",

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
+from .. import BUNDLED_ROOT, DEFAULT_MODEL
 from ..pipeline import SARDPipeline
 
-BUNDLED_ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
-DEFAULT_MODEL = "magnetic-tile"
 # The weights the cache keeps loaded at most (the model in use always stays, however large): a bundled model is
 # 14 MB, so every one of them fits; a large model of your own pushes the least recently used ones out.
 DEFAULT_CACHE_BYTES = 2 * 1024**3
