@@ -27,7 +27,7 @@ from sard.config import ConfigError, load
 from sard.datasets import DatasetError
 from sard.training import checkpoints
 from sard.training.config import TrainConfig, parse_args
-from sard.training.crops import CropBatches
+from sard.training.crops import Augmentation, CropBatches, _Example
 from sard.training.trainer import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -318,3 +318,23 @@ def test_init_from_a_different_network_is_refused(data, tmp_path):
     train(parse_args(_args(data, first, "--max_steps", "1")))
     with pytest.raises(ConfigError, match="not the network this config builds"):
         train(parse_args(_args(data, tmp_path / "second", "--init_from", str(first), "--latent_dim", "8")))
+
+
+
+def test_disc_steps_updates_the_discriminator_that_many_times_per_denoiser_update(data, tmp_path):
+    """--disc_steps 3: three Adam steps of the discriminator for each of the denoiser's."""
+    train(parse_args(_args(data, tmp_path / "run", "--max_steps", "2", "--disc_steps", "3", "--disc_view", "clean")))
+    _, _, objects = checkpoints.load_state(tmp_path / "run" / "checkpoint-2")
+    adam_steps = {name: int(optimizer["state"][0]["step"]) for name, optimizer in objects["optimizers"].items()}
+    assert adam_steps == {"d": 6, "g": 2}
+
+
+def test_a_steps_extra_draws_are_new_crops():
+    """The extra discriminator updates of a step see crops of their own, not the step's batch again."""
+    image = torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8)
+    mask = torch.zeros(1, 40, 40, dtype=torch.uint8)
+    mask[:, 10:30, 10:30] = 1
+    example = _Example(image, mask, torch.nonzero(mask[0]).numpy(), 0)
+    batches = CropBatches([example], 16, Augmentation(True, True, False, 0.15), seed=0)
+    first, again, extra = batches.batch(5, 4), batches.batch(5, 4), batches.batch(5, 4, draw=1)
+    assert torch.equal(first["image"], again["image"]) and not torch.equal(first["image"], extra["image"])

@@ -54,6 +54,7 @@ class TrainConfig:
     lambda_hf: float = 0.0  # high-frequency gap: the fill holds as much fine texture as the real defect (0: off)
     disc_warmup_steps: int = 0  # the first N steps train the discriminator alone (with init_from: against the
     # starting denoiser, so that its first adversarial gradients carry signal)
+    disc_steps: int = 1  # discriminator updates per denoiser update (WGAN's n_critic), each on fresh crops
     r1_gamma: float = 0.05
     r1_every: int = 4  # lazy R1 (StyleGAN2): the penalty every k steps, scaled by k
 
@@ -103,7 +104,7 @@ class TrainConfig:
             errors.append(f"resolution {self.resolution} must be at least crop_size {self.crop_size}")
         for name in ("batch_size", "max_steps", "num_timesteps", "r1_every", "gradient_accumulation_steps",
                      "checkpoint_every", "checkpoints_total_limit", "sample_every", "log_every", "latent_dim",
-                     "held_out_crops"):
+                     "held_out_crops", "disc_steps"):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.disc_warmup_steps < 0:

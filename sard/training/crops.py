@@ -94,8 +94,10 @@ class CropBatches:
         labels = sorted({e.label for e in examples})
         self.by_label = [[e for e in examples if e.label == label] for label in labels]
 
-    def batch(self, step: int, batch_size: int, process_index: int = 0) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step, process_index])
+    def batch(self, step: int, batch_size: int, process_index: int = 0, draw: int = 0) -> dict[str, torch.Tensor]:
+        """The crops of one step; ``draw > 0`` gives that step's further, independent batches (the extra
+        discriminator updates of ``disc_steps``)."""
+        rng = np.random.default_rng([self.seed, step, process_index] + ([draw] if draw else []))
         images, masks, labels = [], [], []
         for _ in range(batch_size):
             group = self.by_label[rng.integers(len(self.by_label))]

@@ -64,9 +64,10 @@ def _network_config(model) -> dict:
     return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in items if not k.startswith("_")}
 
 
-def step_generator(seed: int, step: int, process_index: int) -> torch.Generator:
-    """The random stream of one training step: a pure function of (seed, step, process)."""
-    return seeded_generator(seed, step, process_index)
+def step_generator(seed: int, step: int, process_index: int, draw: int = 0) -> torch.Generator:
+    """The random stream of one training step: a pure function of (seed, step, process); ``draw > 0`` names the
+    stream of that step's extra discriminator updates."""
+    return seeded_generator(seed, step, process_index, *([draw] if draw else []))
 
 
 def write_run_files(output_dir: Path, config: TrainConfig, dataset, train_split, held_out) -> None:
@@ -212,7 +213,7 @@ def train(config: TrainConfig) -> None:
             accelerator.print(f"Saved {path}")
         accelerator.wait_for_everyone()
 
-    # 3. The loop: one discriminator block, one denoiser block, EMA, logs, checkpoints.
+    # 3. The loop: discriminator block(s), one denoiser block, EMA, logs, checkpoints.
     session_start = time.monotonic()
     micro = config.gradient_accumulation_steps
     progress = tqdm(range(start_step + 1, config.max_steps + 1), initial=start_step, total=config.max_steps,
@@ -223,17 +224,26 @@ def train(config: TrainConfig) -> None:
         batch = batches.batch(step, config.batch_size * micro, accelerator.process_index)
         micro_batches = dmg.micro_batches(batch, micro, generator, accelerator.device)
 
-        # Discriminator block: real pairs, lazy R1 every k steps, fake pairs.
-        r1 = dmg.r1_due(step)
-        opt_d.zero_grad(set_to_none=True)
-        d_logs = {}
-        for i, micro_batch in enumerate(micro_batches):
-            with accelerator.no_sync(discriminator) if i < micro - 1 else nullcontext():
-                with accelerator.autocast():
-                    parts = dmg.discriminator_loss(discriminator, denoiser, micro_batch, r1)
-                accelerator.backward(parts["loss"] / micro)
-            add_logs(d_logs, parts, micro)
-        opt_d.step()
+        # Discriminator block: real pairs, lazy R1 every k steps, fake pairs; disc_steps updates per denoiser
+        # update (WGAN's n_critic), each on its own crops, so that the discriminator keeps its lead. The logs
+        # are those of the last update.
+        for draw in range(config.disc_steps):
+            if draw:
+                extra = batches.batch(step, config.batch_size * micro, accelerator.process_index, draw)
+                d_batches = dmg.micro_batches(extra, micro, step_generator(config.seed, step,
+                                              accelerator.process_index, draw), accelerator.device)
+            else:
+                d_batches = micro_batches
+            r1 = dmg.r1_due(step) and draw == 0
+            opt_d.zero_grad(set_to_none=True)
+            d_logs = {}
+            for i, micro_batch in enumerate(d_batches):
+                with accelerator.no_sync(discriminator) if i < micro - 1 else nullcontext():
+                    with accelerator.autocast():
+                        parts = dmg.discriminator_loss(discriminator, denoiser, micro_batch, r1)
+                    accelerator.backward(parts["loss"] / micro)
+                add_logs(d_logs, parts, micro)
+            opt_d.step()
 
         # Denoiser block: fool both heads, stay close to the real defect inside the mask. During the warm-up the
         # discriminator trains alone, so that the denoiser's first adversarial gradients already carry signal.
