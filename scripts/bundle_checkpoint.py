@@ -5,7 +5,9 @@
 Copies the exported EMA pipeline (model_index.json, denoiser/, scheduler/), the model card and the run's
 training log (config.yaml, losses.csv, split.json) into ``training_log/``; adds to the model card what the
 loss log says about the discriminator and, with ``--notes FILE``, the maintainers' observations of the
-samples; checks that the copy loads.
+samples; checks that the copy loads. A second-stage run (``--init_from``) names its first stage with
+``--stage1 RUN``, whose log goes to ``training_log/stage-1/``; ``--fidelity OUT/fidelity.md`` (from
+``train/fidelity.py``) adds the fidelity table to the card.
 """
 
 from __future__ import annotations
@@ -47,7 +49,37 @@ def discriminator_summary(losses_csv: Path, tail: float = 0.1) -> str:
         if values:
             mean = sum(values) / len(values)
             lines.append(f"| {name} (`{key}`) | {mean:.4f} | {'yes' if abs(mean - CHANCE) < 0.01 else 'no'} |")
+    held_out = held_out_summary(rows)
+    return "\n".join(lines) + "\n" + (f"\n{held_out}" if held_out else "")
+
+
+def held_out_summary(rows: list[dict], tail: float = 0.25) -> str:
+    """Each head's accuracy on the held-out crops (real against the denoiser's fakes), per level, averaged
+    over the last ``tail`` of the steps that measured it; empty when the run did not measure it."""
+    measured = [row for row in rows if row.get("held_out_acc_mask_t1") or row.get("held_out_acc_global_t1")]
+    if not measured:
+        return ""
+    last = measured[-max(1, int(len(measured) * tail)) :]
+    levels = sorted({int(k.rsplit("_t", 1)[1]) for k in last[0] if k.startswith("held_out_acc_")})
+    lines = [
+        f"Discriminator accuracy on held-out real defects against the denoiser's fakes (0.5: chance), averaged over "
+        f"the last {len(last)} measurements (steps {last[0]['step']}-{last[-1]['step']}):",
+        "",
+        "| head | " + " | ".join(f"t = {t}" for t in levels) + " |",
+        "|---|" + "---:|" * len(levels),
+    ]
+    for head in ("global", "mask"):
+        values = [[float(row[f"held_out_acc_{head}_t{t}"]) for row in last if row.get(f"held_out_acc_{head}_t{t}")]
+                  for t in levels]
+        if all(values):
+            lines.append(f"| {head} | " + " | ".join(f"{sum(v) / len(v):.2f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def fidelity_section(report: str) -> str:
+    """A model-card section from ``train/fidelity.py``'s markdown report, under a heading of the card's level."""
+    body = report.split("\n", 1)[1].strip("\n") if report.startswith("# ") else report.strip("\n")
+    return "## Fidelity (held-out masks, `train/fidelity.py`)\n\n" + body + "\n"
 
 
 def main() -> None:
@@ -55,9 +87,16 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="the --output_dir of a finished training run")
     parser.add_argument("target", type=Path, help="where the bundle goes")
     parser.add_argument("--notes", type=Path, help="a markdown file appended to the model card")
+    parser.add_argument("--stage1", type=Path, help="the first-stage run a second stage started from (--init_from)")
+    parser.add_argument("--fidelity", type=Path, help="the fidelity.md that train/fidelity.py wrote for this model")
     args = parser.parse_args()
-    if args.notes is not None and not args.notes.is_file():
-        parser.error(f"--notes {args.notes}: no such file")
+    for name in ("notes", "fidelity"):
+        if getattr(args, name) is not None and not getattr(args, name).is_file():
+            parser.error(f"--{name} {getattr(args, name)}: no such file")
+    if args.stage1 is not None:
+        missing = [name for name in LOG_FILES if not (args.stage1 / name).is_file()]
+        if missing:
+            parser.error(f"--stage1 {args.stage1}: not a training run (missing {', '.join(missing)})")
     missing = [name for name in PIPELINE_FILES + LOG_FILES if not (args.run_dir / name).exists()]
     if missing:
         parser.error(f"{args.run_dir} is not a finished run (missing {', '.join(missing)}); train it to the end")
@@ -72,8 +111,14 @@ def main() -> None:
         (staging / "training_log").mkdir()
         for name in LOG_FILES:
             shutil.copy2(args.run_dir / name, staging / "training_log" / name)
+        if args.stage1 is not None:
+            (staging / "training_log" / "stage-1").mkdir()
+            for name in LOG_FILES:
+                shutil.copy2(args.stage1 / name, staging / "training_log" / "stage-1" / name)
         card = (staging / "README.md").read_text().rstrip("\n") + "\n\n"
         card += discriminator_summary(args.run_dir / "losses.csv")
+        if args.fidelity is not None:
+            card += "\n" + fidelity_section(args.fidelity.read_text())
         if args.notes is not None:
             card += "\n" + args.notes.read_text().strip("\n") + "\n"
         (staging / "README.md").write_text(card)

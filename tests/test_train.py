@@ -338,3 +338,26 @@ def test_a_steps_extra_draws_are_new_crops():
     batches = CropBatches([example], 16, Augmentation(True, True, False, 0.15), seed=0)
     first, again, extra = batches.batch(5, 4), batches.batch(5, 4), batches.batch(5, 4, draw=1)
     assert torch.equal(first["image"], again["image"]) and not torch.equal(first["image"], extra["image"])
+
+
+def test_bundle_script_puts_both_stages_and_the_measurements_in_the_card(data, tmp_path):
+    """scripts/bundle_checkpoint.py on a second-stage run: both stages' logs, the held-out accuracy per head and
+    level, and the fidelity report in the card; the bundle loads."""
+    first, second, target = tmp_path / "first", tmp_path / "second", tmp_path / "bundle"
+    train(parse_args(_args(data, first, "--max_steps", "2")))
+    train(parse_args(_args(data, second, "--max_steps", "2", "--init_from", str(first), "--disc_view", "clean",
+                           "--held_out_every", "1")))
+    report = tmp_path / "fidelity.md"
+    report.write_text("# Fidelity: fixture\n\n| defect | C2ST |\n|---|---:|\n| scratch | 0.61 |\n")
+    script = REPO_ROOT / "scripts" / "bundle_checkpoint.py"
+    command = [sys.executable, str(script), str(second), str(target),
+               "--stage1", str(first), "--fidelity", str(report)]
+    subprocess.run(command, check=True, env=_env(), capture_output=True, timeout=600)
+    card = (target / "README.md").read_text()
+    assert "| mask | " in card and "| global | " in card and "t = 4" in card
+    assert "## Fidelity (held-out masks" in card and "| scratch | 0.61 |" in card and "# Fidelity: fixture" not in card
+    assert (target / "training_log" / "stage-1" / "losses.csv").read_text() == (first / "losses.csv").read_text()
+    SARDPipeline.from_pretrained(target)
+    refused = subprocess.run([*command[:3], str(tmp_path / "other"), "--stage1", str(tmp_path)], env=_env(),
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "not a training run" in refused.stderr and not (tmp_path / "other").exists()
