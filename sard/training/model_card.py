@@ -119,9 +119,12 @@ trained this model; the rest are held out (the exact lists are in the run direct
 | crop size / working resolution | {config.crop_size} px / {config.resolution} px |
 | denoiser channels | {config.channels} |
 | reverse steps T | {config.num_timesteps} |
-| mask-aware head | {'on' if config.mask_head else 'off'} |
-| loss weights | lambda_mask {config.lambda_mask}, lambda_x0 {config.lambda_x0} |
-| reconstruction | lambda_rec {config.lambda_rec} |
+| started from | {f"the denoiser of `{config.init_from}`" if config.init_from else "random initialisation"} |
+| discriminator | {config.disc_view} view, mask-aware head {'on' if config.mask_head else 'off'}, \
+{config.disc_steps} update(s) per denoiser update, {config.disc_warmup_steps} warm-up steps alone |
+| loss weights | lambda_adv {config.lambda_adv}, lambda_mask {config.lambda_mask}, lambda_x0 {config.lambda_x0}, \
+lambda_ms {config.lambda_ms}, lambda_hf {config.lambda_hf} |
+| reconstruction | lambda_rec {config.lambda_rec}, {config.rec_weighting} weighting |
 | R1 | gamma {config.r1_gamma}, every {config.r1_every} steps |
 | learning rates | G {config.lr_g}, D {config.lr_d}, Adam betas {config.adam_betas} |
 | EMA | max decay {config.ema_max_decay}, warm-up power {config.ema_power} |
