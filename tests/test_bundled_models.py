@@ -73,3 +73,28 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     mask = decode_mask(EXAMPLES / "tile_crack_mask.png")
     np.testing.assert_array_equal(after[~mask], before[~mask])
     assert (after[mask] != before[mask]).any()
+
+
+@pytest.mark.parametrize("folder", BUNDLED, ids=lambda path: path.name)
+def test_readme_fidelity_rows_are_the_model_cards(folder):
+    """A card with a fidelity table (bundle_checkpoint.py --fidelity) and the README's row for that model
+    give the same figures: C2ST, its controls, texture, contrast and diversity of every defect type."""
+    card = (folder / "README.md").read_text()
+    if "## Fidelity" not in card:
+        pytest.skip(f"{folder.name}'s card has no fidelity table yet")
+    readme_rows = [line for line in (ROOT / "README.md").read_text().splitlines()
+                   if line.startswith(f"| {folder.name}, now ")]
+    section = card.split("## Fidelity", 1)[1]
+    card_rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")][1:]  # no header
+    checked = 0
+    for cells in card_rows:
+        defect = cells[0].strip()
+        if defect == "**all**" and len(card_rows) == 2:
+            continue  # one defect type: the README shows it once
+        row = next((r for r in readme_rows if r.split("|")[2].strip() == defect), None)
+        assert row is not None, f"README has no fidelity row for {folder.name}, {defect}"
+        c2st, controls, texture, texture_real, contrast, diversity = (cells[i].strip() for i in (2, 3, 4, 6, 7, 9))
+        for figure in (c2st, f"({controls})", texture, texture_real, contrast, diversity.split(" ")[0]):
+            assert figure in row, f"{folder.name}, {defect}: the card says {figure}, the README row is {row}"
+        checked += 1
+    assert checked
