@@ -320,7 +320,6 @@ def test_init_from_a_different_network_is_refused(data, tmp_path):
         train(parse_args(_args(data, tmp_path / "second", "--init_from", str(first), "--latent_dim", "8")))
 
 
-
 def test_disc_steps_updates_the_discriminator_that_many_times_per_denoiser_update(data, tmp_path):
     """--disc_steps 3: three Adam steps of the discriminator for each of the denoiser's."""
     train(parse_args(_args(data, tmp_path / "run", "--max_steps", "2", "--disc_steps", "3", "--disc_view", "clean")))
