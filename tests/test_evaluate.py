@@ -272,3 +272,25 @@ def test_bar_chart_draws_one_panel_per_metric(tmp_path):
     bar_chart(_rows(), tmp_path / "chart.png", metrics=("miou", "iou", "macc"), size=(300, 200))
     image = np.asarray(PIL.Image.open(tmp_path / "chart.png"))
     assert image.shape == (3 * 200 + 40, 300, 3) and (image != 255).any()  # three panels and the legend
+
+
+def test_readme_bottle_table_is_the_committed_results():
+    """The README's bottle table (mIoU / mAcc / IoU per row and defect type) is docs/benchmark/bottle-seed0's
+    results.csv, which the command above it wrote."""
+    root = Path(__file__).resolve().parents[1]
+    with open(root / "docs" / "benchmark" / "bottle-seed0" / "results.csv", newline="") as file:
+        results = {(r["method"], r["defect"]): r for r in csv.DictReader(file)}
+    section = (root / "README.md").read_text().split("### MVTec-AD's bottle", 1)[1].split("\n### ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
+    header, body = [c.strip() for c in rows[0]], rows[1:]
+    defects = ["all" if h == "bottle, all" else h for h in header[1:]]
+    checked = 0
+    for cells in body:
+        method = cells[0].strip()
+        if set(method) <= {"-"}:
+            continue
+        for defect, cell in zip(defects, cells[1:]):
+            r = results[(method, defect)]
+            assert cell.strip() == f"{float(r['miou']):.2f} / {float(r['macc']):.2f} / {float(r['iou']):.2f}", (method, defect)
+            checked += 1
+    assert checked == 5 * 4
