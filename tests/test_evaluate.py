@@ -291,6 +291,7 @@ def test_readme_bottle_table_is_the_committed_results():
             continue
         for defect, cell in zip(defects, cells[1:]):
             r = results[(method, defect)]
-            assert cell.strip() == f"{float(r['miou']):.2f} / {float(r['macc']):.2f} / {float(r['iou']):.2f}", (method, defect)
+            expected = f"{float(r['miou']):.2f} / {float(r['macc']):.2f} / {float(r['iou']):.2f}"
+            assert cell.strip() == expected, (method, defect)
             checked += 1
     assert checked == 5 * 4
