@@ -35,6 +35,7 @@ EXAMPLES = [
     Example(EXAMPLES_DIR / "tile_fray.png", "fray", "magnetic-tile", "Magnetic tile: a worn band"),
     Example(EXAMPLES_DIR / "tile_uneven.png", "uneven", "magnetic-tile", "Magnetic tile: an uneven patch"),
     Example(EXAMPLES_DIR / "ballscrew_pit.png", "pitting", "ball-screw", "Ball screw: a small pit"),
+    Example(EXAMPLES_DIR / "bottle_contamination.png", "contamination", "bottle", "Bottle: contamination inside"),
 ]
 # All examples have this size, and so does the editor's empty canvas: Gradio 6.31 places a preset mask layer
 # centred in the initial canvas, not on the image, so the two must agree for the mask to show where it is.
@@ -45,7 +46,8 @@ should appear, choose its type and press **Generate**. Only the painted pixels c
 equals your upload everywhere else, in its own mode and bit depth."""
 CREDITS = """Examples: magnetic tiles from Y. Huang, C. Qiu, K. Yuan, *Surface defect saliency of magnetic tile*,
 The Visual Computer 36, 85-96 (2020), used for research with that citation; ball screw from BSData, Schlagenhauf
-et al., Data in Brief 39 (2021), CC BY-SA 4.0. See `examples/ATTRIBUTION.md`."""
+et al., Data in Brief 39 (2021), CC BY-SA 4.0; bottle from MVTec-AD, Bergmann et al., CVPR 2019, CC BY-NC-SA 4.0
+(non-commercial). See `examples/ATTRIBUTION.md`."""
 
 
 @contextmanager

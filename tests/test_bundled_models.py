@@ -20,6 +20,9 @@ from sard.image_io import decode_mask
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted(path.parent for path in (ROOT / "sard" / "checkpoints").glob("*/model_index.json"))
 EXAMPLES = ROOT / "examples"
+# Each bundled model's demo example (file stem) and the defect type it paints there.
+DEMO_EXAMPLES = {"magnetic-tile": ("tile_crack", "crack"), "ball-screw": ("ballscrew_pit", "pitting"),
+                 "bottle": ("bottle_contamination", "contamination")}
 
 
 def test_default_checkpoint_is_the_bundled_magnetic_tile_model():
@@ -48,10 +51,9 @@ def test_model_card_matches_training_log(folder):
 def test_bundled_model_paints_inside_the_mask_only(folder):
     pipe = SARDPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
-    prefix = "tile_crack" if folder.name == "magnetic-tile" else "ballscrew_pit"
+    prefix, defect = DEMO_EXAMPLES[folder.name]
     image = PIL.Image.open(EXAMPLES / f"{prefix}.png")
     mask = decode_mask(EXAMPLES / f"{prefix}_mask.png")  # the examples' masks are paint in the alpha channel
-    defect = pipe.defect_types[0] if folder.name != "magnetic-tile" else "crack"
     result = pipe(image, PIL.Image.fromarray(mask), defect=defect, generator=torch.Generator().manual_seed(0))
     before, after = np.asarray(image), np.asarray(result.images[0])
     assert after.shape == before.shape and after.dtype == before.dtype
