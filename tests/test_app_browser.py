@@ -45,6 +45,7 @@ DELAY_S = 1.0  # every server-side event of the page waits this long first
 MODELS = {  # key: (label, defect types, steps)
     "magnetic-tile": ("Magnetic tile", ("blowhole", "break", "crack", "fray", "uneven"), 4),
     "ball-screw": ("Ball screw", ("pitting",), 4),
+    "bottle": ("Bottle", ("broken_large", "broken_small", "contamination"), 4),
     "my-model": ("My model", ("scratch", "dent"), 2),
 }
 APP = load_app()

@@ -58,6 +58,7 @@ def _run(evaluate, data, checkpoint, out, methods="none,real,sard,real+sard,cutp
                        "--checkpoint", str(checkpoint), "--output_dir", str(out), *TINY, *extra])
 
 
+BOTTLE_BENCHMARK = Path(__file__).resolve().parents[1] / "docs" / "benchmark" / "bottle"
 ROWS = ("none", "real", "sard", "real+sard", "cutpaste", "draem", "real+draem")
 STATS = ["iou", "iou_std", "miou", "miou_std", "macc", "macc_std", "aacc", "aacc_std"]
 
@@ -275,10 +276,10 @@ def test_bar_chart_draws_one_panel_per_metric(tmp_path):
 
 
 def test_readme_bottle_table_is_the_committed_results():
-    """The README's bottle table (mIoU / mAcc / IoU per row and defect type) is docs/benchmark/bottle-seed0's
+    """The README's bottle table (mIoU / mAcc / IoU per row and defect type) is docs/benchmark/bottle's
     results.csv, which the command above it wrote."""
     root = Path(__file__).resolve().parents[1]
-    with open(root / "docs" / "benchmark" / "bottle-seed0" / "results.csv", newline="") as file:
+    with open(BOTTLE_BENCHMARK / "results.csv", newline="") as file:
         results = {(r["method"], r["defect"]): r for r in csv.DictReader(file)}
     section = (root / "README.md").read_text().split("### MVTec-AD's bottle", 1)[1].split("\n### ", 1)[0]
     rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
@@ -294,4 +295,21 @@ def test_readme_bottle_table_is_the_committed_results():
             expected = f"{float(r['miou']):.2f} / {float(r['macc']):.2f} / {float(r['iou']):.2f}"
             assert cell.strip() == expected, (method, defect)
             checked += 1
-    assert checked == 5 * 4
+    assert checked == 7 * 4
+
+
+def test_committed_bottle_counts_give_the_committed_results():
+    """docs/benchmark/bottle keeps each finished (row, seed)'s pixel counts (``runs/``) beside the report, so a
+    later session copies it into its OUT and adds seeds; the counts, read back with the committed config, give
+    the committed per-seed table."""
+    config = load(EvalConfig, BOTTLE_BENCHMARK / "config.yaml")
+    expected = read_csv(BOTTLE_BENCHMARK / "results_seeds.csv")
+    rows = sorted({r["method"] for r in expected})
+    seeds = sorted({r["seed"] for r in expected})
+    per_seed, _ = benchmark.collect(BOTTLE_BENCHMARK, ["bottle"], rows, seeds, config)
+    assert len(per_seed) == len(expected)
+    found = {(r["method"], r["defect"], r["seed"]): r for r in per_seed}
+    for row in expected:
+        got = found[row["method"], row["defect"], row["seed"]]
+        for metric in ("iou", "miou", "macc", "aacc"):
+            assert round(got[metric], 2) == pytest.approx(row[metric], abs=0.006), (row["method"], row["defect"])
