@@ -100,10 +100,13 @@ def axis_top(value: float) -> float:
 def bar_chart(panels: list[Panel], groups: list[str], series: list[str], path: str | Path, width: int = 900,
               height: int = 300) -> None:
     """Grouped bars, one panel under the other: groups along the axis, a bar per series in each group (one
-    colour per series, with a legend at the bottom). Saved as a PNG at ``path``."""
-    image = PIL.Image.new("RGB", (width, height * len(panels) + 40), "white")
-    draw = PIL.ImageDraw.Draw(image)
+    colour per series, with a legend at the bottom, wrapped onto as many lines as it needs). Saved as a PNG at
+    ``path``."""
     large, small = font(15), font(12)
+    legend = _legend_layout(series, small, left=60, right=width - 20)
+    legend_height = 28 * (1 + max((y for _, _, y in legend), default=0))
+    image = PIL.Image.new("RGB", (width, height * len(panels) + legend_height + 12), "white")
+    draw = PIL.ImageDraw.Draw(image)
     for p, panel in enumerate(panels):
         shown = [v + panel.spreads.get(k, 0.0) if _shown(panel.spreads.get(k)) else v
                  for k, v in panel.values.items() if _shown(v)]
@@ -136,8 +139,22 @@ def bar_chart(panels: list[Panel], groups: list[str], series: list[str], path: s
                     y = min(y, level(value + spread))
                 draw.text((x, y - 14), format(value, panel.label), fill="black", font=small)
             draw.text((x0, bottom + 6), group, fill="black", font=small)
-    for s, name in enumerate(series):
-        x, y = 60 + s * 160, height * len(panels) + 12
+    for s, (name, x, line) in enumerate(legend):
+        y = height * len(panels) + 12 + 28 * line
         draw.rectangle([x, y, x + 14, y + 14], fill=PALETTE[s % len(PALETTE)])
         draw.text((x + 20, y), name, fill="black", font=small)
     image.save(path)
+
+
+def _legend_layout(names: list[str], text_font, left: int, right: int) -> list[tuple[str, float, int]]:
+    """(name, x, line) per legend entry: a swatch and its name, entries side by side at their own widths, a new
+    line where the next one would pass ``right`` (a fixed pitch cut long names and lists off the image)."""
+    measure = PIL.ImageDraw.Draw(PIL.Image.new("RGB", (1, 1)))
+    layout, x, line = [], float(left), 0
+    for name in names:
+        entry = 20 + measure.textlength(name, font=text_font) + 24
+        if x > left and x + entry > right:
+            x, line = float(left), line + 1
+        layout.append((name, x, line))
+        x += entry
+    return layout

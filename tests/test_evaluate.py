@@ -275,6 +275,20 @@ def test_bar_chart_draws_one_panel_per_metric(tmp_path):
     assert image.shape == (3 * 200 + 40, 300, 3) and (image != 255).any()  # three panels and the legend
 
 
+def test_bar_chart_legend_wraps_instead_of_cutting_names_off(tmp_path):
+    """Seven rows (the benchmark's) do not fit on one legend line of a narrow chart: it wraps, and every name
+    is drawn inside the image (the last column of pixels stays white)."""
+    methods = ["none", "real", "sard", "real+sard", "cutpaste", "draem", "real+draem"]
+    rows = [{**row, "method": method} for method in methods for row in _rows() if row["method"] == "sard"]
+    bar_chart(rows, tmp_path / "chart.png", metrics=("iou",), size=(400, 200))
+    image = np.asarray(PIL.Image.open(tmp_path / "chart.png").convert("L"))
+    legend = image[200:]
+    assert legend.shape[0] > 40  # more than one legend line
+    assert (legend[:, -16:] == 255).all()  # nothing runs past the right margin
+    inked_lines = {y // 28 for y in np.nonzero((legend < 128).any(axis=1))[0]}
+    assert len(inked_lines) >= 2
+
+
 def test_readme_bottle_table_is_the_committed_results():
     """The README's bottle table (mIoU / mAcc / IoU per row and defect type) is docs/benchmark/bottle's
     results.csv, which the command above it wrote."""
