@@ -12,6 +12,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from test_app import load_app
 
 import sard
 from sard import SARDPipeline
@@ -20,9 +21,7 @@ from sard.image_io import decode_mask
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted(path.parent for path in (ROOT / "sard" / "checkpoints").glob("*/model_index.json"))
 EXAMPLES = ROOT / "examples"
-# Each bundled model's demo example (file stem) and the defect type it paints there.
-DEMO_EXAMPLES = {"magnetic-tile": ("tile_crack", "crack"), "ball-screw": ("ballscrew_pit", "pitting"),
-                 "bottle": ("bottle_contamination", "contamination")}
+DEMO_EXAMPLES = load_app().EXAMPLES  # (image, defect type, bundled model) of every example on the demo's page
 
 
 def test_default_checkpoint_is_the_bundled_magnetic_tile_model():
@@ -47,14 +46,17 @@ def test_model_card_matches_training_log(folder):
         assert not any(path in files for files in split["train"].values())
 
 
-@pytest.mark.parametrize("folder", BUNDLED, ids=lambda path: path.name)
-def test_bundled_model_paints_inside_the_mask_only(folder):
-    pipe = SARDPipeline.from_pretrained(folder)
+def test_every_bundled_model_has_a_demo_example():
+    assert {folder.name for folder in BUNDLED} <= {example.model for example in DEMO_EXAMPLES}
+
+
+@pytest.mark.parametrize("example", DEMO_EXAMPLES, ids=lambda example: example.key)
+def test_bundled_model_paints_the_demo_example_inside_its_mask_only(example):
+    pipe = SARDPipeline.from_pretrained(ROOT / "sard" / "checkpoints" / example.model)
     pipe.set_progress_bar_config(disable=True)
-    prefix, defect = DEMO_EXAMPLES[folder.name]
-    image = PIL.Image.open(EXAMPLES / f"{prefix}.png")
-    mask = decode_mask(EXAMPLES / f"{prefix}_mask.png")  # the examples' masks are paint in the alpha channel
-    result = pipe(image, PIL.Image.fromarray(mask), defect=defect, generator=torch.Generator().manual_seed(0))
+    image, mask = PIL.Image.open(example.image), example.mask()  # the masks are paint in an alpha channel
+    result = pipe(image, PIL.Image.fromarray(mask), defect=example.defect,
+                  generator=torch.Generator().manual_seed(0))
     before, after = np.asarray(image), np.asarray(result.images[0])
     assert after.shape == before.shape and after.dtype == before.dtype
     np.testing.assert_array_equal(after[~mask], before[~mask])
