@@ -97,6 +97,9 @@ def axis_top(value: float) -> float:
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
 
 
+LEGEND_PITCH = 28  # pixels from one legend line to the next
+
+
 def bar_chart(panels: list[Panel], groups: list[str], series: list[str], path: str | Path, width: int = 900,
               height: int = 300) -> None:
     """Grouped bars, one panel under the other: groups along the axis, a bar per series in each group (one
@@ -104,7 +107,7 @@ def bar_chart(panels: list[Panel], groups: list[str], series: list[str], path: s
     ``path``."""
     large, small = font(15), font(12)
     legend = _legend_layout(series, small, left=60, right=width - 20)
-    legend_height = 28 * (1 + max((y for _, _, y in legend), default=0))
+    legend_height = LEGEND_PITCH * (1 + max((line for _, _, line in legend), default=0))
     image = PIL.Image.new("RGB", (width, height * len(panels) + legend_height + 12), "white")
     draw = PIL.ImageDraw.Draw(image)
     for p, panel in enumerate(panels):
@@ -140,7 +143,7 @@ def bar_chart(panels: list[Panel], groups: list[str], series: list[str], path: s
                 draw.text((x, y - 14), format(value, panel.label), fill="black", font=small)
             draw.text((x0, bottom + 6), group, fill="black", font=small)
     for s, (name, x, line) in enumerate(legend):
-        y = height * len(panels) + 12 + 28 * line
+        y = height * len(panels) + 12 + LEGEND_PITCH * line
         draw.rectangle([x, y, x + 14, y + 14], fill=PALETTE[s % len(PALETTE)])
         draw.text((x + 20, y), name, fill="black", font=small)
     image.save(path)
@@ -149,10 +152,9 @@ def bar_chart(panels: list[Panel], groups: list[str], series: list[str], path: s
 def _legend_layout(names: list[str], text_font, left: int, right: int) -> list[tuple[str, float, int]]:
     """(name, x, line) per legend entry: a swatch and its name, entries side by side at their own widths, a new
     line where the next one would pass ``right`` (a fixed pitch cut long names and lists off the image)."""
-    measure = PIL.ImageDraw.Draw(PIL.Image.new("RGB", (1, 1)))
     layout, x, line = [], float(left), 0
     for name in names:
-        entry = 20 + measure.textlength(name, font=text_font) + 24
+        entry = 20 + text_font.getlength(name) + 24  # swatch and gap, name, space before the next
         if x > left and x + entry > right:
             x, line = float(left), line + 1
         layout.append((name, x, line))
