@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -289,27 +290,29 @@ def test_bar_chart_legend_wraps_instead_of_cutting_names_off(tmp_path):
     assert len(inked_lines) >= 2
 
 
-def test_readme_bottle_table_is_the_committed_results():
-    """The README's bottle table (mIoU / mAcc / IoU per row and defect type) is docs/benchmark/bottle's
-    results.csv, which the command above it wrote."""
+def test_readme_bottle_tables_are_the_committed_results():
+    """The README's bottle tables (mean ± spread per row; mIoU / mAcc / IoU per row and defect type) are
+    docs/benchmark/bottle's results.csv, which the command above them wrote."""
     root = Path(__file__).resolve().parents[1]
     with open(BOTTLE_BENCHMARK / "results.csv", newline="") as file:
         results = {(r["method"], r["defect"]): r for r in csv.DictReader(file)}
     section = (root / "README.md").read_text().split("### MVTec-AD's bottle", 1)[1].split("\n### ", 1)[0]
-    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
-    header, body = [c.strip() for c in rows[0]], rows[1:]
-    defects = ["all" if h == "bottle, all" else h for h in header[1:]]
-    checked = 0
-    for cells in body:
-        method = cells[0].strip()
-        if set(method) <= {"-"}:
-            continue
+    tables = [[line.split("|")[1:-1] for line in block.splitlines()]
+              for block in re.findall(r"(?:^\|.*\n)+", section, flags=re.MULTILINE)]
+    assert len(tables) == 2
+    spreads, per_type = tables
+    metrics = [c.strip().replace("IoU(defect)", "iou").lower() for c in spreads[0][1:]]
+    for cells in spreads[2:]:
+        r = results[(cells[0].strip(), "all")]
+        expected = [f"{float(r[m]):.2f} ± {float(r[m + '_std']):.2f}" for m in metrics]
+        assert [c.strip() for c in cells[1:]] == expected, cells[0]
+    defects = ["all" if h.strip() == "bottle, all" else h.strip() for h in per_type[0][1:]]
+    for cells in per_type[2:]:
         for defect, cell in zip(defects, cells[1:]):
-            r = results[(method, defect)]
+            r = results[(cells[0].strip(), defect)]
             expected = f"{float(r['miou']):.2f} / {float(r['macc']):.2f} / {float(r['iou']):.2f}"
-            assert cell.strip() == expected, (method, defect)
-            checked += 1
-    assert checked == 7 * 4
+            assert cell.strip() == expected, (cells[0], defect)
+    assert len(spreads) - 2 == len(per_type) - 2 == 7 and len(defects) == 4
 
 
 def test_committed_bottle_counts_give_the_committed_results():
