@@ -328,6 +328,21 @@ def test_disc_steps_updates_the_discriminator_that_many_times_per_denoiser_updat
     assert adam_steps == {"d": 6, "g": 2}
 
 
+def test_disc_augment_trains_and_is_in_the_card(data, tmp_path):
+    """--disc_augment: the clean view's discriminator sees DiffAugment'ed crops; the card says so; the pair view
+    and unknown transforms are refused before anything is written."""
+    run = tmp_path / "run"
+    train(parse_args(_args(data, run, "--max_steps", "2", "--disc_view", "clean", "--disc_augment",
+                           "color,translation")))
+    assert "DiffAugment color,translation" in (run / "README.md").read_text()
+    assert all(math.isfinite(float(r["d_loss"])) for r in _rows(run / "losses.csv"))
+    for extra, message in ((["--disc_augment", "color"], "needs disc_view clean"),
+                           (["--disc_view", "clean", "--disc_augment", "zoom"], "Unknown DiffAugment policy zoom")):
+        with pytest.raises(ConfigError, match=message):
+            train(parse_args(_args(data, tmp_path / "refused", *extra)))
+    assert not (tmp_path / "refused").exists()
+
+
 def test_a_steps_extra_draws_are_new_crops():
     """The extra discriminator updates of a step see crops of their own, not the step's batch again."""
     image = torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8)

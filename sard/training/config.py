@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..config import ConfigError, add_override_arguments, field_types, load, parse_overrides
+from .diffaugment import parse_policy
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrainConfig:
     mask_head: bool = True  # the mask-aware discriminator head (False: global head only, an ablation)
     disc_view: str = "pair"  # pair: DDGAN's (x_{t-1}, x_t) | clean: x0_hat against x_a, with a high-pass view
     high_pass_scale: float = 10.0  # gain of the clean view's high-pass channels
+    disc_augment: str = ""  # clean view: DiffAugment for few-shot data, e.g. "color,translation" (empty: off)
 
     # Diffusion
     num_timesteps: int = 4
@@ -116,6 +118,13 @@ class TrainConfig:
             errors.append(f"init_from {self.init_from!r} is not a SARD pipeline folder (no model_index.json)")
         if self.disc_view not in ("pair", "clean"):
             errors.append(f"disc_view must be pair or clean, got {self.disc_view!r}")
+        try:
+            policy = self.disc_augment_policy()
+        except ValueError as error:
+            errors.append(f"disc_augment: {error}")
+        else:
+            if policy and self.disc_view != "clean":
+                errors.append("disc_augment needs disc_view clean (the pair view's x_t would have to move too)")
         if self.rec_weighting not in ("flat", "snr"):
             errors.append(f"rec_weighting must be flat or snr, got {self.rec_weighting!r}")
         for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "lambda_hf", "r1_gamma",
@@ -132,6 +141,10 @@ class TrainConfig:
             errors.append("push_to_hub needs --hub_model_id ORG/NAME")
         if errors:
             raise ConfigError("Invalid training configuration:\n  " + "\n  ".join(errors))
+
+    def disc_augment_policy(self) -> tuple[str, ...]:
+        """``disc_augment`` as the names of its transforms (:func:`~sard.training.diffaugment.parse_policy`)."""
+        return parse_policy(self.disc_augment)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)

@@ -18,6 +18,7 @@ import torch
 
 from .. import sampling
 from . import losses
+from .diffaugment import DRAWS_PER_IMAGE, diff_augment
 
 
 def real_pair(batch: dict, alphas_cumprod: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,6 +69,10 @@ class DMGLoss:
         lambda_hf: weight of the high-frequency gap (:func:`~sard.training.losses.high_frequency_gap`): the
             fill, pasted into the real background, should hold as much fine texture as the real defect (0: off).
         view: the discriminator's view, ``"pair"`` or ``"clean"`` (kept here: a DDP-wrapped network has no config).
+        augment: clean view only: the DiffAugment transforms (:mod:`~sard.training.diffaugment`) through which the
+            discriminator sees real and fake crops in training, e.g. ``("color", "translation")`` (empty: none).
+            A real crop and its fake share one draw, so they share the moved mask; the held-out accuracy is
+            measured without augmentation.
     """
 
     alphas_cumprod: torch.Tensor
@@ -83,13 +88,14 @@ class DMGLoss:
     lambda_ms: float = 0.0
     view: str = "pair"
     lambda_hf: float = 0.0
+    augment: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:
         """The loss of a :class:`~sard.training.config.TrainConfig`."""
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
                    config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
-                   config.lambda_ms, config.disc_view, config.lambda_hf)
+                   config.lambda_ms, config.disc_view, config.lambda_hf, config.disc_augment_policy())
 
     @property
     def num_timesteps(self) -> int:
@@ -111,16 +117,30 @@ class DMGLoss:
             chunk["noise"] = torch.randn(2, *chunk["image"].shape, generator=generator)
             chunk["z"] = torch.randn(2, n, self.latent_dim, generator=generator)
             chunk["posterior_noise"] = torch.randn(2, *chunk["image"].shape, generator=generator)
+            if self.augment:  # drawn only when used, so that runs without it keep their random streams
+                chunk["augment"] = torch.rand(2, n, DRAWS_PER_IMAGE, generator=generator)
             micro_batches.append({k: v.to(device) for k, v in chunk.items()})
         return micro_batches
 
-    def _judge_fake(self, discriminator, batch: dict, x0_hat: torch.Tensor, x_t: torch.Tensor, which: int):
+    def _augmented(self, batch: dict, x: torch.Tensor, which: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, mask)`` as the discriminator sees them in training: through DiffAugment with the batch's draw
+        ``which`` (0: the discriminator block, 1: the denoiser block), or as they are."""
+        if not self.augment or "augment" not in batch:
+            return x, batch["mask"]
+        return diff_augment(x, batch["mask"], batch["augment"][which], self.augment)
+
+    def _judge_fake(self, discriminator, batch: dict, x0_hat: torch.Tensor, x_t: torch.Tensor, which: int,
+                    augment: bool = False):
         """The discriminator's logits on the fake made from ``x0_hat``: the prediction pasted into the real
-        background (clean view), or the posterior sample ``x_{t-1}`` drawn from it (pair view)."""
+        background (clean view; through DiffAugment when ``augment``), or the posterior sample ``x_{t-1}``
+        drawn from it (pair view). Returns ``(logits, mask)``, the mask as the discriminator saw it."""
         x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
         if self.view == "clean":
-            return discriminator(sampling.blend_known(x0_hat, x0, m), t, m, label)
-        return discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, which), t, m, label, x_t=x_t)
+            fake = sampling.blend_known(x0_hat, x0, m)
+            if augment:
+                fake, m = self._augmented(batch, fake, which)
+            return discriminator(fake, t, m, label), m
+        return discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, which), t, m, label, x_t=x_t), m
 
     @torch.no_grad()
     def accuracy_by_level(self, discriminator, denoiser, batch: dict) -> dict[str, float]:
@@ -139,7 +159,7 @@ class DMGLoss:
             clean = self.view == "clean"
             real = discriminator(x0 if clean else x_prev, t, m, label, x_t=None if clean else x_t)
             x0_hat = denoiser(x_t, t, at_level["z"][0], m, x0 * (1.0 - m), label)
-            fake = self._judge_fake(discriminator, at_level, x0_hat, x_t, 0)
+            fake = self._judge_fake(discriminator, at_level, x0_hat, x_t, 0)[0]
             for name, value in losses.discriminator_accuracy(real, fake, m).items():
                 out[f"{name}_t{level}"] = value.item()
         return out
@@ -152,12 +172,13 @@ class DMGLoss:
         x_prev, x_t = real_pair(batch, self.alphas_cumprod)
         clean = self.view == "clean"
         real_input = (x0.detach() if clean else x_prev).requires_grad_(r1)
-        real = discriminator(real_input, t, m, label, x_t=None if clean else x_t)
+        seen, seen_mask = self._augmented(batch, real_input, 0)  # the fake below shares this draw and mask
+        real = discriminator(seen, t, seen_mask, label, x_t=None if clean else x_t)
         with torch.no_grad():
             x0_hat = denoiser(x_t, t, batch["z"][0], m, x0 * (1.0 - m), label)
-        fake = self._judge_fake(discriminator, batch, x0_hat, x_t, 0)
-        parts = losses.discriminator_loss(real, fake, m, self.lambda_mask)
-        parts.update(losses.discriminator_accuracy(real, fake, m))
+        fake = self._judge_fake(discriminator, batch, x0_hat, x_t, 0, augment=True)[0]
+        parts = losses.discriminator_loss(real, fake, seen_mask, self.lambda_mask)
+        parts.update(losses.discriminator_accuracy(real, fake, seen_mask))
         loss = parts["loss"]
         if not clean and self.lambda_x0 > 0 and self.mask_head:
             # The mask-aware head also judges clean predictions against the real defect (at level 0).
@@ -184,8 +205,8 @@ class DMGLoss:
         loss = x0_hat.new_zeros(())
         parts = {}
         if self.lambda_adv > 0:
-            fake = self._judge_fake(discriminator, batch, x0_hat, x_t, 1)
-            parts = losses.generator_adversarial_loss(fake, m, self.lambda_mask)
+            fake, seen_mask = self._judge_fake(discriminator, batch, x0_hat, x_t, 1, augment=True)
+            parts = losses.generator_adversarial_loss(fake, seen_mask, self.lambda_mask)
             loss = self.lambda_adv * parts["loss"]
             if self.view == "pair" and self.lambda_x0 > 0 and self.mask_head:
                 fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), torch.zeros_like(t), m, label, x_t=x_t)[1]

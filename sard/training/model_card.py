@@ -121,7 +121,8 @@ trained this model; the rest are held out (the exact lists are in the run direct
 | reverse steps T | {config.num_timesteps} |
 | started from | {f"the denoiser of `{config.init_from}`" if config.init_from else "random initialisation"} |
 | discriminator | {config.disc_view} view, mask-aware head {'on' if config.mask_head else 'off'}, \
-{config.disc_steps} update(s) per denoiser update, {config.disc_warmup_steps} warm-up steps alone |
+{config.disc_steps} update(s) per denoiser update, {config.disc_warmup_steps} warm-up steps alone, \
+DiffAugment {config.disc_augment or 'off'} |
 | loss weights | lambda_adv {config.lambda_adv}, lambda_mask {config.lambda_mask}, lambda_x0 {config.lambda_x0}, \
 lambda_ms {config.lambda_ms}, lambda_hf {config.lambda_hf} |
 | reconstruction | lambda_rec {config.lambda_rec}, {config.rec_weighting} weighting |
