@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -123,11 +124,14 @@ def test_seeds_give_mean_and_spread_and_resume_per_seed(evaluate, data, checkpoi
     one, two = (tmp_path / "synthetic" / f"seed-{s}" / "cutpaste" / "widget" / "test" / "a" / "0000.png"
                 for s in (0, 1))
     assert not np.array_equal(np.asarray(PIL.Image.open(one)), np.asarray(PIL.Image.open(two)))
-    # Resumable per row and seed: adding seed 2 trains only seed 2.
+    # Resumable per row and seed: adding seed 2 trains only seed 2, and synthesises only seed 2's sets (the
+    # committed counts of a benchmark, copied without their synthetic sets, only rewrite the report).
     done = tmp_path / "runs" / "widget" / "real" / "seed-1" / "counts.json"
     stamp = done.stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "synthetic")
     _run(evaluate, data, checkpoint, tmp_path, methods="real,cutpaste", extra=["--seeds", "0,1,2"])
     assert done.stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in (tmp_path / "synthetic").iterdir()) == ["seed-2"]
     assert {r["seeds"] for r in read_csv(tmp_path / "results.csv")} == {3}
     # A report for fewer seeds uses only those.
     _run(evaluate, data, checkpoint, tmp_path, methods="real", extra=["--seeds", "1"])

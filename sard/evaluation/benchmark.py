@@ -135,6 +135,17 @@ def describe(config: EvalConfig, seeds: list[int], textures: dict) -> str:
     return note
 
 
+def run_dir_of(output_dir: Path, category: str, seed: int, row: str) -> Path:
+    """Where the (category, row, seed) run keeps its counts."""
+    return output_dir / "runs" / category / row / f"seed-{seed}"
+
+
+def run_fingerprint(config: EvalConfig, category: str, seed: int, row: str, checkpoint: str) -> dict:
+    """What a (category, row, seed) run's counts depend on: the seeded config and its sets' synthesis settings."""
+    return {"config": run_config(config, seed).identity(), "category": category,
+            "synthesis": {m: synthesis_settings(config, m, seed, checkpoint).identity() for m in components(row)}}
+
+
 def run(data_root: str | Path, categories: list[str], rows: list[str], seeds: list[int], checkpoints: dict[str, str],
         output_dir: str | Path, config: EvalConfig, state=None) -> dict[str, Path]:
     """The benchmark: for each category and seed, synthesise with every method the rows need, train one segmenter
@@ -164,11 +175,22 @@ def run(data_root: str | Path, categories: list[str], rows: list[str], seeds: li
 
     for category in categories:
         dataset = read_dataset(data_root, category, config.data_format)
-        # 1. Synthesis per seed and method, shared among the processes; resumable.
+        checkpoint = checkpoints.get(category, "")
+        # What is left to do: the (seed, row) runs without counts made under the same settings. Decided before any
+        # process writes, so that every process synthesises the same sets.
+        units = [(seed, row) for seed in seeds for row in rows]
+        fingerprints = {unit: run_fingerprint(config, category, *unit, checkpoint) for unit in units}
+        pending = [u for u in units if harness.load_counts(run_dir_of(output_dir, category, *u) / "counts.json",
+                                                           fingerprints[u]) is None]
+        state.wait_for_everyone()
+
+        # 1. Synthesis per seed and method that a pending run needs, shared among the processes; resumable.
         synthetic, timings, textures = {}, {}, {}
         for seed in seeds:
             for method in methods:
-                settings = synthesis_settings(config, method, seed, checkpoints.get(category, ""))
+                if not any(s == seed and method in components(row) for s, row in pending):
+                    continue
+                settings = synthesis_settings(config, method, seed, checkpoint)
                 start, cpu = time.perf_counter(), time.process_time()
                 try:
                     root = synthesize_category(data_root, category, output_dir / "synthetic" / f"seed-{seed}"
@@ -177,24 +199,19 @@ def run(data_root: str | Path, categories: list[str], rows: list[str], seeds: li
                     raise ConfigError(f"{method} on {category}: {error}") from error
                 synthetic[seed, method] = root
                 timings[seed, method] = {"synthesis_seconds": round(time.perf_counter() - start, 1),
-                                         "synthesis_cpu_seconds": round(time.process_time() - cpu, 1),
-                                         "settings": settings}
+                                         "synthesis_cpu_seconds": round(time.process_time() - cpu, 1)}
                 if method == "draem":
                     textures[seed] = json.loads((root / SETTINGS).read_text()).get("textures", "")
 
-        # 2. One segmenter per (row, seed), dealt out to the processes, tested on the held-out set.
+        # 2. One segmenter per pending (row, seed), dealt out to the processes, tested on the held-out set.
         items = harness.test_items(dataset)
-        units = [(seed, row) for seed in seeds for row in rows]
-        mine = units[state.process_index :: state.num_processes]
+        mine = pending[state.process_index :: state.num_processes]
         test = harness.HeldOutSet.load(items, config) if mine else None
         for seed, row in mine:
-            run_dir = output_dir / "runs" / category / row / f"seed-{seed}"
+            run_dir = run_dir_of(output_dir, category, seed, row)
             seeded = run_config(config, seed)
             parts = components(row)
-            fingerprint = {"config": seeded.identity(), "category": category,
-                           "synthesis": {m: timings[seed, m]["settings"].identity() for m in parts}}
-            if harness.load_counts(run_dir / "counts.json", fingerprint) is not None:
-                continue
+            fingerprint = fingerprints[seed, row]
             start, cpu = time.perf_counter(), time.process_time()
             records = training_records({m: synthetic[seed, m] for m in parts}, row, dataset.train_good)
             data = harness.TrainingSet.from_records(records, seeded)
@@ -218,7 +235,7 @@ def run(data_root: str | Path, categories: list[str], rows: list[str], seeds: li
                 save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
                           run_dir / "segmenter.safetensors")
             # Wall and CPU seconds (CPU: all threads of this process, so a busy machine does not inflate it).
-            seconds = {**{f"{m} {k}": v for m in parts for k, v in timings[seed, m].items() if k != "settings"},
+            seconds = {**{f"{m} {k}": v for m in parts for k, v in timings[seed, m].items()},
                        "training_seconds": round(trained - start, 1),
                        "training_cpu_seconds": round(trained_cpu - cpu, 1),
                        "test_seconds": round(time.perf_counter() - trained, 1),
