@@ -14,6 +14,7 @@ from sard.evaluation.harness import (
     evaluate_segmenter,
     random_crop,
     segmentation_loss,
+    to_input,
     train_segmenter,
     working_size,
 )
@@ -139,3 +140,33 @@ def test_a_wider_unet_is_built_from_the_width():
     config = load(EvalConfig, overrides={"segmenter": "unet", "unet_width": 8, "steps": 1, "batch_size": 1})
     assert config.segmenter_kwargs() == {"channels": (8, 16, 32, 64)}
     assert load(EvalConfig, overrides={"segmenter": "unet"}).segmenter_kwargs() == {}
+
+
+def test_per_image_input_norm_standardises_each_image():
+    """``per_image``: each image to zero mean and unit spread, whatever its brightness; a flat image stays finite
+    (its spread counts as one grey level); ``fixed`` maps [0, 255] to [-1, 1]."""
+    g = torch.Generator().manual_seed(0)
+    dim = torch.randint(40, 60, (1, 3, 16, 16), generator=g, dtype=torch.int64)
+    images = torch.cat([dim, dim * 3, torch.full_like(dim, 7)]).to(torch.uint8)
+    x = to_input(images, "cpu", "per_image")
+    assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(x[:2].std(dim=(1, 2, 3)), torch.ones(2), atol=1e-5) and (x[2] == 0).all()
+    assert torch.allclose(x[0], x[1], atol=1e-5)  # the same picture, three times as bright
+    assert torch.equal(to_input(images, "cpu"), images.float() / 127.5 - 1.0)
+
+
+def test_the_input_norm_is_the_same_in_training_and_testing(tmp_path, monkeypatch):
+    """A segmenter trained on standardised images is tested on standardised images."""
+    import sard.evaluation.harness as harness
+
+    seen = []
+    original = harness.to_input
+    monkeypatch.setattr(harness, "to_input", lambda images, device, norm="fixed": seen.append(norm) or original(
+        images, device, norm))
+    config = load(EvalConfig, overrides={"steps": 2, "batch_size": 2, "segmenter": "unet", "unet_width": 4,
+                                         "resolution": 32, "input_norm": "per_image"})
+    records = _records(tmp_path, [(40, 60), (64, 48)])
+    model = train_segmenter(config, TrainingSet.from_records(records, config))
+    test = HeldOutSet.load([("a", r["image"], r["mask"]) for r in records[:2]], config)
+    evaluate_segmenter(model, test, batch_size=2, norm=config.input_norm)
+    assert seen == ["per_image"] * 3

@@ -126,6 +126,8 @@ def describe(config: EvalConfig, seeds: list[int], textures: dict) -> str:
     else:
         view = f"whole images at {config.resolution} x {config.resolution} px"
     loss = config.loss + (f", defect weight {config.defect_weight:g}" if config.defect_weight != 1.0 else "")
+    if config.input_norm != "fixed":
+        view += ", each image standardised (zero mean, unit spread)"
     note = (f"Segmenter: {net} from {weights}, {view}; {config.steps} steps of {config.batch_size}, loss {loss}; "
             f"{config.n_per_defect} pairs per defect type and method plus the normal images; seeds "
             f"{', '.join(map(str, seeds))} (each seed: synthesis and segmenter).")
@@ -226,7 +228,7 @@ def run(data_root: str | Path, categories: list[str], rows: list[str], seeds: li
             model = harness.train_segmenter(seeded, data, state.device, progress)
             bar.close()
             trained, trained_cpu = time.perf_counter(), time.process_time()
-            counts = harness.evaluate_segmenter(model, test, config.eval_batch_size, state.device)
+            counts = harness.evaluate_segmenter(model, test, config.eval_batch_size, state.device, config.input_norm)
             extra = {"textures": {"draem": textures[seed]}} if "draem" in parts else {}
             harness.save_counts(run_dir / "counts.json", counts, fingerprint, **extra)
             if config.save_segmenter:  # to look at its predictions: build_segmenter(...) then load_pretrained

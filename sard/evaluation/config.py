@@ -10,6 +10,8 @@ from ..config import ConfigError
 from ..synthesis.masks import MaskAugmentation
 from .segmenters import SEGMENTERS
 
+INPUT_NORMS = ("fixed", "per_image")  # the segmenter's input normalisation: harness.to_input
+
 LOSSES = ("ce", "ce+dice")
 
 
@@ -57,6 +59,7 @@ class EvalConfig:
     warmup: float = 0.05  # fraction of the steps with a linear warm-up, then polynomial decay (power 1)
     loss: str = "ce+dice"
     defect_weight: float = 1.0  # the defect class's weight in the cross-entropy (class-balanced loss)
+    input_norm: str = "fixed"  # fixed: [0, 255] -> [-1, 1] | per_image: each image to zero mean, unit spread
     anomaly_fraction: float = 0.5
     hflip: bool = True
     vflip: bool = True
@@ -99,6 +102,8 @@ class EvalConfig:
             errors.append(f"unet_width must be at least 1, got {self.unet_width}")
         if self.background not in ("clean", "noised"):
             errors.append(f"background must be clean or noised, got {self.background!r}")
+        if self.input_norm not in INPUT_NORMS:
+            errors.append(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         if self.loss not in LOSSES:
             errors.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0.0 < self.anomaly_fraction <= 1.0:
@@ -124,7 +129,8 @@ class EvalConfig:
             values.pop(key)
         # Keys added later only count when used: runs finished before they existed stay valid.
         for key, default in (("background", "clean"), ("region_constraint", True), ("crop", 0), ("max_side", 0),
-                             ("fit_side", 0), ("defect_crop", 0.5), ("unet_width", 16), ("defect_weight", 1.0)):
+                             ("fit_side", 0), ("defect_crop", 0.5), ("unet_width", 16), ("defect_weight", 1.0),
+                             ("input_norm", "fixed")):
             if values[key] == default:
                 values.pop(key)
         return values

@@ -145,8 +145,16 @@ class TrainingSet:
         return images, masks, valid
 
 
-def to_input(images: torch.Tensor, device) -> torch.Tensor:
-    return images.to(device).float() / 127.5 - 1.0
+def to_input(images: torch.Tensor, device, norm: str = "fixed") -> torch.Tensor:
+    """`(B, 3, H, W)` uint8 images as the segmenter's input: ``fixed`` maps [0, 255] to [-1, 1]; ``per_image``
+    standardises each image to zero mean and unit spread (at least one grey level), so that a defect a few grey
+    levels off its surroundings on a dim, low-contrast surface (magnetic_tile's tiles) is as visible to a network
+    trained from scratch as on a bright one."""
+    x = images.to(device).float()
+    if norm == "fixed":
+        return x / 127.5 - 1.0
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) / x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "ce+dice",
@@ -188,7 +196,7 @@ def train_segmenter(config: EvalConfig, data: TrainingSet, device="cpu", progres
         rng = np.random.default_rng([config.seed, step])
         images, masks, valid = data.batch(rng, config.batch_size, config.anomaly_fraction, config.hflip,
                                           config.vflip, config.crop, config.defect_crop)
-        loss = segmentation_loss(model(to_input(images, device)), masks.to(device), config.loss,
+        loss = segmentation_loss(model(to_input(images, device, config.input_norm)), masks.to(device), config.loss,
                                  None if valid is None else valid.to(device), config.defect_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -220,13 +228,13 @@ class HeldOutSet:
         return cls([d for d, _, _ in items], images, masks)
 
 
-def _predict(model, images: list[torch.Tensor], device, multiple: int = 32) -> list[torch.Tensor]:
+def _predict(model, images: list[torch.Tensor], device, norm: str = "fixed", multiple: int = 32) -> list[torch.Tensor]:
     """Per image, the predicted defect map `(H, W)` bool. Images of one size share a forward pass; each is
     padded (edge pixels replicated) to a multiple of ``multiple`` and the prediction cropped back."""
     height, width = images[0].shape[-2:]
     if any(im.shape[-2:] != (height, width) for im in images):
-        return [p for im in images for p in _predict(model, [im], device, multiple)]
-    x = to_input(torch.stack(images), device)
+        return [p for im in images for p in _predict(model, [im], device, norm, multiple)]
+    x = to_input(torch.stack(images), device, norm)
     pad_h, pad_w = -height % multiple, -width % multiple
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
@@ -235,12 +243,14 @@ def _predict(model, images: list[torch.Tensor], device, multiple: int = 32) -> l
 
 
 @torch.no_grad()
-def evaluate_segmenter(model, test: HeldOutSet, batch_size: int = 16, device="cpu") -> dict[str, Confusion]:
-    """Pixel confusion counts per defect type, ``good`` and ``all`` (every test image, test/good included)."""
+def evaluate_segmenter(model, test: HeldOutSet, batch_size: int = 16, device="cpu",
+                       norm: str = "fixed") -> dict[str, Confusion]:
+    """Pixel confusion counts per defect type, ``good`` and ``all`` (every test image, test/good included);
+    ``norm`` is the input normalisation the model was trained with (:func:`to_input`)."""
     counts: dict[str, Confusion] = {}
     for start in range(0, len(test.defects), batch_size):
         images = list(test.images[start : start + batch_size])
-        for offset, pred in enumerate(_predict(model, images, device)):
+        for offset, pred in enumerate(_predict(model, images, device, norm)):
             c = Confusion.of(pred, test.masks[start + offset])
             defect = test.defects[start + offset]
             counts[defect] = counts.get(defect, Confusion()) + c
