@@ -205,7 +205,8 @@ def test_checkpoint_per_category(evaluate):
     assert evaluate.checkpoints_by_category("a=x,b=y", ["a", "b", "c"]) == {"a": "x", "b": "y", "c": ""}
 
 
-@pytest.mark.parametrize("name", ["eval-cpu.yaml", "eval-cpu-128.yaml", "eval-gpu-256.yaml"])
+@pytest.mark.parametrize("name", ["eval-cpu.yaml", "eval-cpu-128.yaml", "eval-cpu-magnetic-tile.yaml",
+                                  "eval-gpu-256.yaml"])
 def test_shipped_configs_load(name):
     config = load(EvalConfig, CONFIGS / name)
     assert config.resolution in (128, 256)
