@@ -115,3 +115,9 @@ def test_dmg_loss_augments_in_training_only(tiny_denoiser):
     assert all(p.grad is not None for p in tiny_denoiser.parameters() if p.requires_grad)
     assert plain.accuracy_by_level(disc, tiny_denoiser, plain_batch) == augmented.accuracy_by_level(
         disc, tiny_denoiser, aug_batch)
+
+
+def test_dmg_loss_refuses_augmenting_the_pair_view():
+    """Only the clean view augments real and fake alike (the pair view's x_t would have to move too)."""
+    with pytest.raises(ValueError, match="augment needs the clean view"):
+        DMGLoss(torch.linspace(1.0, 0.01, 5), 8, view="pair", augment=("color",))

@@ -188,9 +188,10 @@ def run(data_root: str | Path, categories: list[str], rows: list[str], seeds: li
 
         # 1. Synthesis per seed and method that a pending run needs, shared among the processes; resumable.
         synthetic, timings, textures = {}, {}, {}
+        needed = {(seed, method) for seed, row in pending for method in components(row)}
         for seed in seeds:
             for method in methods:
-                if not any(s == seed and method in components(row) for s, row in pending):
+                if (seed, method) not in needed:
                     continue
                 settings = synthesis_settings(config, method, seed, checkpoint)
                 start, cpu = time.perf_counter(), time.process_time()

@@ -90,6 +90,11 @@ class DMGLoss:
     lambda_hf: float = 0.0
     augment: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        if self.augment and self.view != "clean":
+            # The pair view's x_t would have to move with x_{t-1}; only the clean view augments both sides alike.
+            raise ValueError("augment needs the clean view.")
+
     @classmethod
     def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:
         """The loss of a :class:`~sard.training.config.TrainConfig`."""
@@ -125,7 +130,7 @@ class DMGLoss:
     def _augmented(self, batch: dict, x: torch.Tensor, which: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, mask)`` as the discriminator sees them in training: through DiffAugment with the batch's draw
         ``which`` (0: the discriminator block, 1: the denoiser block), or as they are."""
-        if not self.augment or "augment" not in batch:
+        if not self.augment:
             return x, batch["mask"]
         return diff_augment(x, batch["mask"], batch["augment"][which], self.augment)
 
