@@ -320,15 +320,17 @@ def test_readme_bottle_tables_are_the_committed_results():
     assert len(spreads) - 2 == len(per_type) - 2 == 7 and len(defects) == 4
 
 
-def test_committed_bottle_counts_give_the_committed_results():
-    """docs/benchmark/bottle keeps each finished (row, seed)'s pixel counts (``runs/``) beside the report, so a
-    later session copies it into its OUT and adds seeds; the counts, read back with the committed config, give
-    the committed per-seed table."""
-    config = load(EvalConfig, BOTTLE_BENCHMARK / "config.yaml")
-    expected = read_csv(BOTTLE_BENCHMARK / "results_seeds.csv")
+@pytest.mark.parametrize("category", ["bottle", "magnetic_tile"])
+def test_committed_counts_give_the_committed_results(category):
+    """docs/benchmark/CAT keeps each finished (row, seed)'s pixel counts (``runs/``) beside the report, so a
+    later session copies it into its OUT and adds rows or seeds; the counts, read back with the committed config,
+    give the committed per-seed table."""
+    folder = BOTTLE_BENCHMARK.parent / category
+    config = load(EvalConfig, folder / "config.yaml")
+    expected = read_csv(folder / "results_seeds.csv")
     rows = sorted({r["method"] for r in expected})
     seeds = sorted({r["seed"] for r in expected})
-    per_seed, _ = benchmark.collect(BOTTLE_BENCHMARK, ["bottle"], rows, seeds, config)
+    per_seed, _ = benchmark.collect(folder, [category], rows, seeds, config)
     assert len(per_seed) == len(expected)
     found = {(r["method"], r["defect"], r["seed"]): r for r in per_seed}
     for row in expected:
