@@ -75,9 +75,10 @@ def child(config: str, data_root: str, category: str, output_dir: str, warmup: i
     stamps: dict[int, float] = {}
     step_generator = trainer.step_generator
 
-    def stamped(seed: int, step: int, process_index: int):  # called once at the start of every step
-        stamps[step] = time.perf_counter()
-        return step_generator(seed, step, process_index)
+    def stamped(seed: int, step: int, process_index: int, draw: int = 0):  # draw 0: at the start of every step
+        if not draw:
+            stamps[step] = time.perf_counter()
+        return step_generator(seed, step, process_index, draw)
 
     trainer.step_generator = stamped
     never = str(10**9)

@@ -79,6 +79,11 @@ def _as_list(value, name: str) -> list:
     return [value]
 
 
+def _device_of(generator: torch.Generator | None) -> torch.device | None:
+    """Where a generator draws: a CUDA generator cannot fill a CPU tensor, so its draws are made on its device."""
+    return generator.device if generator is not None else None
+
+
 def _broadcast(values: list, batch_size: int, name: str) -> list:
     if len(values) == batch_size:
         return values
@@ -200,7 +205,9 @@ class SARDPipeline(DiffusionPipeline):
         types = self.defect_types
         if defect is None:
             # One type: that one. Several: draw one with the image's own generator.
-            return int(torch.randint(len(types), (1,), generator=generator)) if len(types) > 1 else 0
+            if len(types) == 1:
+                return 0
+            return int(torch.randint(len(types), (1,), generator=generator, device=_device_of(generator)))
         if defect not in types:
             raise ValueError(f"Unknown defect type {defect!r}; this checkpoint knows: {', '.join(types)}.")
         return types.index(defect)
@@ -350,7 +357,8 @@ class SARDPipeline(DiffusionPipeline):
         # 3. The conditions: each image's defect label and latent z, drawn with its own generator.
         labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)
         latent_dim = self.denoiser.config.latent_dim
-        z = torch.cat([randn_tensor((1, latent_dim), generator=g) for g in generators]).to(device)
+        z = [randn_tensor((1, latent_dim), generator=g, device=_device_of(g)) for g in generators]
+        z = torch.cat([draw.to(device) for draw in z])
 
         # 4. Region-constrained diffusion (sampling.sample_rcd) on the crops.
         self.scheduler.set_timesteps(num_inference_steps, device=device)

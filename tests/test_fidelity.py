@@ -285,6 +285,10 @@ def test_command_refuses_bad_arguments_with_a_message(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _script().main([*base, "--seeds", "1"])
     assert "--seeds must be at least 2" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            _script().main([*base, "--device", "cuda"])
+        assert "no GPU is visible" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="not in"):
         _script().main([*base, "--defects", "zzz"])
     with pytest.raises(DatasetError, match="No data set folder"):

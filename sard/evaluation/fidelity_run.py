@@ -54,11 +54,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8, help="images per pipeline call")
     parser.add_argument("--defects", default="", help="comma-separated defect types (default: all)")
     parser.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: torch's choice)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the pipeline paints, e.g. cuda (float32; the noise is drawn on the CPU either "
+                             "way, so a GPU paints what the CPU paints up to rounding; the classifier test stays on "
+                             "the CPU)")
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error("--seeds must be at least 2 (the diversity is a spread across seeds).")
     if args.masks_per_type < 1 or args.diversity_masks < 0 or args.folds < 2:
         parser.error("--masks_per_type must be at least 1, --diversity_masks at least 0, --folds at least 2.")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no GPU is visible to torch; leave it out to paint on the CPU.")
     return args
 
 
@@ -75,7 +81,7 @@ def main(argv=None) -> list[dict]:
     output_dir.mkdir(parents=True, exist_ok=True)
     timing, started, cpu_started = {}, time.perf_counter(), time.process_time()
     dataset = read_dataset(args.data_root, args.category, args.data_format)
-    pipe = SARDPipeline.from_pretrained(args.checkpoint)
+    pipe = SARDPipeline.from_pretrained(args.checkpoint).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     known = set(pipe.defect_types)
     wanted = [d.strip() for d in args.defects.split(",") if d.strip()] or dataset.defect_types

@@ -182,6 +182,10 @@ def train(config: TrainConfig) -> None:
         start_step, wall_before = info["step"], info["wall_seconds"]
         accelerator.print(f"Resuming from {resume_from} at step {start_step}.")
     denoiser, discriminator, opt_g, opt_d = accelerator.prepare(denoiser, discriminator, opt_g, opt_d)
+    # The EMA's shadow weights and the network it is copied into for previews and exports live with the denoiser
+    # (on a GPU, EMAModel.step would otherwise mix devices).
+    ema.to(accelerator.device)
+    ema_denoiser.to(accelerator.device)
     dmg = DMGLoss.from_config(config, scheduler.alphas_cumprod.to(accelerator.device))
     if held_out_batch is not None:
         held_out_batch = dmg.micro_batches(held_out_batch, 1, torch.Generator().manual_seed(config.seed + 1),
