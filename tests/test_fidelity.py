@@ -17,7 +17,7 @@ from fixtures import make_dataset
 
 from sard.config import ConfigError
 from sard.datasets import DatasetError, read_dataset
-from sard.evaluation import c2st, fidelity, fidelity_report, fidelity_run
+from sard.evaluation import c2st, fidelity, fidelity_report, fidelity_run, realism
 from sard.evaluation.realism import defect_stats
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,23 @@ def test_spatial_std_of_a_two_level_defect():
     mask[:2, :2] = True
     gray[0, :2], gray[1, :2] = 10.0, 30.0  # half at 10, half at 30: std = 10
     assert fidelity.spatial_std(gray, mask) == pytest.approx(10.0)
+
+
+def test_colour_contrast_sees_hue_and_not_brightness():
+    grey = np.full((20, 20, 3), 100.0)
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    rusty, darker = grey.copy(), grey.copy()
+    rusty[mask] += (60.0, 20.0, -20.0)  # d = (60, 20, -20), mean 20: the hue part is (40, 0, -40)
+    darker[mask] -= 45.0
+    assert fidelity.colour_contrast(rusty, mask) == pytest.approx(math.hypot(40.0, 40.0))
+    assert fidelity.colour_contrast(darker, mask) == pytest.approx(0.0, abs=1e-9)
+    assert fidelity.colour_contrast(grey, mask) == 0.0
+    assert math.isnan(fidelity.colour_contrast(grey, np.ones((20, 20), bool)))  # no ring to compare with
+    # A grey-level image's three equal channels: 0 whatever its contrast.
+    gray_image = PIL.Image.fromarray(np.where(mask, 30, 200).astype(np.uint8), mode="L")
+    assert fidelity.colour_contrast(fidelity.colour_levels(gray_image), mask) == 0.0
+    np.testing.assert_allclose(fidelity.grey_levels(gray_image), np.where(mask, 30.0, 200.0))
 
 
 def test_percentiles_and_range_membership():
@@ -227,10 +244,11 @@ def test_real_anomaly_is_moved_onto_the_canvas_grid(tmp_path):
     data = make_dataset(tmp_path, defects={"a": 3}, n_good=1, size=(40, 48))
     dataset = read_dataset(data.data_root, data.category)
     item = fidelity.fidelity_items(dataset, 1, 0)[0][0]
-    gray, mask, resized = fidelity.real_on_canvas(item, (48, 40))
-    assert not resized and gray.shape == mask.shape == (40, 48)
-    gray, mask, resized = fidelity.real_on_canvas(item, (24, 20))
-    assert resized and gray.shape == mask.shape == (20, 24) and mask.any()
+    rgb, mask, resized = fidelity.real_on_canvas(item, (48, 40))
+    assert not resized and rgb.shape == (40, 48, 3) and mask.shape == (40, 48)
+    rgb, mask, resized = fidelity.real_on_canvas(item, (24, 20))
+    assert resized and rgb.shape == (20, 24, 3) and mask.shape == (20, 24) and mask.any()
+    gray = realism.luma(rgb)
     np.testing.assert_allclose(gray[mask].mean(), fidelity.grey_levels(item.anomaly.image)[
         fidelity.resize_mask(mask, (48, 40))].mean(), atol=25)  # the bright defect stays bright
 
@@ -259,6 +277,7 @@ def test_command_end_to_end_on_a_tiny_data_set(tmp_path, capsys):
     assert all(0.0 <= r["c2st_paste"] <= 1.0 and 0.0 <= r["c2st_roundtrip"] <= 1.0 for r in read)
     assert all(r["texture_roundtrip"] > 0 for r in read)
     assert all(isinstance(r["texture_in_range"], bool) for r in read)
+    assert all(r["colour"] == 0.0 and r["colour_real_p90"] == 0.0 and r["colour_in_range"] for r in read)  # grey
     for row, written in zip(rows, read):
         for key, value in row.items():
             assert value == (pytest.approx(written[key], nan_ok=True) if isinstance(value, float) else written[key])
@@ -302,11 +321,14 @@ def test_markdown_table_marks_what_is_out_of_range():
            "texture_real_p10": 1.04, "texture_real_median": 1.2, "texture_real_p90": 1.5, "texture_in_range": False,
            "contrast": -10.0, "contrast_real_p10": -30.0, "contrast_real_median": -20.0, "contrast_real_p90": -5.0,
            "contrast_in_range": True, "seed_std": 2.0, "real_std": 8.0, "diversity": 0.25, "diversity_n": 4,
-           "seeds": 4, "background_max": 0.0, "meets_goals": False}
+           "seeds": 4, "background_max": 0.0, "colour": 1.5, "colour_real_p10": 12.0, "colour_real_median": 20.0,
+           "colour_real_p90": 31.0, "colour_in_range": False, "meets_goals": False}
     table = fidelity_report.markdown_table([row, {**row, "defect": "all", "c2st_se": 0.05}])
     lines = table.splitlines()
     assert lines[2] == ("| a | 4 | 0.90 ± 0.11 | 0.55 / 0.60 | 0.70 (1.04–1.50) | **no** | 0.90 "
-                        "| -10.0 (-30.0 to -5.0) | yes | 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 |")
+                        "| -10.0 (-30.0 to -5.0) | yes | 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 "
+                        "| 1.5 (12.0–31.0) | **no** |")
+    assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
     assert re.match(r"\| \*\*all\*\* \| 4 \| 0\.90 ± 0\.05 \|", lines[3])
     goals = fidelity_report.goals_summary([row, {**row, "defect": "all"}])
     assert "C2ST 0.90 (goal <= 0.70): not met" in goals and "not met (a)" in goals

@@ -139,3 +139,35 @@ def test_the_denoiser_loss_adds_the_weighted_high_frequency_gap():
     with_hf = DMGLoss(alphas, 4, lambda_adv=0.0, view="clean", lambda_hf=2.0).denoiser_loss(None, denoiser, batch)
     assert "hf" not in without and with_hf["hf"].item() > 0
     assert with_hf["loss"].item() == pytest.approx(without["loss"].item() + 2.0 * with_hf["hf"].item(), rel=1e-5)
+
+
+def test_low_frequency_loss_sees_colour_and_shading_and_not_fine_texture():
+    mask = torch.zeros(1, 1, 24, 24)
+    mask[..., 6:18, 6:18] = 1.0
+    grey = torch.full((1, 3, 24, 24), 0.1)
+    rust = grey.clone()
+    rust[:, 0] += 0.4 * mask[:, 0]  # a red stain inside the mask
+    # A checkerboard of +-0.3 averages out in a 9 x 9 blur (up to its odd corner), so it costs nearly nothing.
+    checker = grey + 0.3 * ((torch.arange(24)[:, None] + torch.arange(24)[None]) % 2 * 2 - 1) * mask
+    assert losses.low_frequency_loss(grey, grey, mask).item() == 0.0
+    stain = losses.low_frequency_loss(grey, rust, mask).item()
+    assert stain > 0.05
+    assert losses.low_frequency_loss(checker, grey, mask).item() < 0.1 * stain
+
+
+def test_the_denoiser_loss_adds_the_weighted_low_frequency_term():
+    from conftest import make_denoiser
+
+    from sard import SARDScheduler
+    from sard.training.dmg import DMGLoss
+
+    denoiser, alphas = make_denoiser(), SARDScheduler(num_train_timesteps=4).alphas_cumprod
+    image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[:, :, 4:10, 5:12] = 1.0
+    raw = {"image": image, "mask": mask, "label": torch.tensor([0, 1])}
+    batch = DMGLoss(alphas, 4).micro_batches(raw, 1, torch.Generator().manual_seed(1), "cpu")[0]
+    without = DMGLoss(alphas, 4, lambda_adv=0.0, view="clean").denoiser_loss(None, denoiser, batch)
+    with_low = DMGLoss(alphas, 4, lambda_adv=0.0, view="clean", lambda_low=3.0).denoiser_loss(None, denoiser, batch)
+    assert "low" not in without and with_low["low"].item() > 0
+    assert with_low["loss"].item() == pytest.approx(without["loss"].item() + 3.0 * with_low["low"].item(), rel=1e-5)

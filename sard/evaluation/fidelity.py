@@ -15,13 +15,17 @@ What is painted and compared (per defect type of one category):
   own mode; seed 0 of every item for the figures and the classifier test, ``seeds`` seeds for the first
   ``diversity_masks`` items (spread evenly) for the diversity.
 
-The figures, all in grey levels (luma, 0-255) at the image's own scale, with
+The figures, in grey levels (luma, 0-255) at the image's own scale except ``colour``, with
 :func:`~sard.evaluation.realism.defect_stats` (ring of ``ring_width`` pixels):
 
 - ``texture_ratio``: mean |Laplacian| inside the mask over that in the ring; per type the geometric mean of
   the painted defects, against the real defects' p10, median and p90 (``texture_in_range``: p10 <= painted
   <= p90).
 - ``contrast``: mean inside minus mean of the ring; per type the mean, against the real p10..p90.
+- ``colour``: the one figure in colour (:func:`colour_contrast`): how far the inside's mean colour differs in
+  hue, not brightness, from the ring's, in grey levels; per type the mean, against the real p10..p90. A grey
+  fill where real defects are rust-coloured scores near 0 and falls out of range; every figure above is blind
+  to it. 0 on grey-level images.
 - ``diversity = seed_std / real_std``: ``seed_std`` is the per-pixel standard deviation across the seeds
   (ddof 1, an unbiased variance per pixel) inside the mask, averaged over the mask and then over the items;
   ``real_std`` is the real defects' spatial standard deviation of grey levels inside their masks (ddof 0),
@@ -73,10 +77,10 @@ COLUMNS = ("category", "defect", "n", "c2st", "c2st_se", "c2st_std", "c2st_paste
            "texture_ratio", "texture_real_p10", "texture_real_median", "texture_real_p90", "texture_in_range",
            "texture_roundtrip", "contrast", "contrast_real_p10", "contrast_real_median", "contrast_real_p90",
            "contrast_in_range", "seed_std", "real_std", "diversity", "diversity_n", "seeds", "background_max",
-           "meets_goals")
+           "colour", "colour_real_p10", "colour_real_median", "colour_real_p90", "colour_in_range", "meets_goals")
 ITEM_COLUMNS = ("defect", "j", "image", "mask", "canvas", "resized", "real_contrast", "real_texture_ratio",
                 "real_std", "roundtrip_texture_ratio", "contrast", "texture_ratio", "seed_std", "background_max",
-                "c2st_real_correct", "c2st_painted_correct")
+                "real_colour", "colour", "c2st_real_correct", "c2st_painted_correct")
 
 
 @dataclass(frozen=True)
@@ -157,10 +161,30 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resized
 
 
+def colour_levels(image) -> np.ndarray:
+    """`(H, W, 3)` float64 RGB in levels 0-255 of an image of any mode or dtype (PIL, array, path); a grey-level
+    image gives three equal channels."""
+    decoded = image_io.decode_image(image)
+    return image_io.to_unit_rgb(decoded.pixels, decoded).astype(np.float64) * 255.0
+
+
 def grey_levels(image) -> np.ndarray:
     """`(H, W)` float64 luma in grey levels 0-255 of an image of any mode or dtype (PIL, array, path)."""
-    decoded = image_io.decode_image(image)
-    return realism.luma(image_io.to_unit_rgb(decoded.pixels, decoded).astype(np.float64) * 255.0)
+    return realism.luma(colour_levels(image))
+
+
+def colour_contrast(rgb: np.ndarray, mask: np.ndarray, ring_width: int = 3) -> float:
+    """How far the mean colour inside ``mask`` differs in hue from that of the ring around it, in levels 0-255.
+
+    ``d`` = mean RGB inside minus mean RGB of the ring; its grey part (the same change in every channel: a
+    darker or brighter fill) is removed, and the length of the rest is returned: ``|d - mean(d)|``. A
+    rust-coloured stain on grey metal scores tens of levels, a grey fill of any brightness 0. NaN without a
+    ring (a mask that covers the image)."""
+    around = realism.ring(mask, ring_width)
+    if not around.any() or not mask.any():
+        return math.nan
+    d = rgb[mask].mean(axis=0) - rgb[around].mean(axis=0)
+    return float(np.linalg.norm(d - d.mean()))
 
 
 def background_change(before, after, mask: np.ndarray) -> float:
@@ -222,6 +246,8 @@ class ItemResult:
     pasted_crop: np.ndarray  # the real defect's pixels pasted into the normal image inside the mask
     roundtrip: realism.DefectStats  # the real defect resampled to the working scale and back, in its own image
     roundtrip_crop: np.ndarray
+    real_colour: float  # colour_contrast of the real defect and of the painted one (seed 0)
+    painted_colour: float
 
 
 def _load(path: Path) -> PIL.Image.Image:
@@ -231,13 +257,13 @@ def _load(path: Path) -> PIL.Image.Image:
 
 
 def real_on_canvas(item: FidelityItem, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The real anomaly's grey levels and mask on the canvas's pixel grid (``size = (width, height)``), and
-    whether it was resized."""
+    """The real anomaly's colour levels `(H, W, 3)` and mask on the canvas's pixel grid (``size = (width,
+    height)``), and whether it was resized."""
     image, mask = _load(item.anomaly.image), load_mask(item.anomaly.mask)
     if image.size == size:
-        return grey_levels(image), mask, False
+        return colour_levels(image), mask, False
     rgb = load_rgb(item.anomaly.image)  # 8-bit RGB whatever the mode, then antialiased bilinear
-    return grey_levels(rgb.resize(size, PIL.Image.BILINEAR)), resize_mask(mask, size), True
+    return colour_levels(rgb.resize(size, PIL.Image.BILINEAR)), resize_mask(mask, size), True
 
 
 def working_round_trip(gray: np.ndarray, resolution: int) -> np.ndarray:
@@ -280,6 +306,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
     prepared = {}
     outputs: dict[int, list[np.ndarray]] = {i: [] for i in range(len(items))}
     background = dict.fromkeys(range(len(items)), 0.0)
+    colour: dict[int, float] = {}  # of each item's first (seed 0) output
     results = []
     done = 0
     for start in range(0, len(jobs), batch_size):
@@ -287,8 +314,8 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
         for i, _ in batch:
             if i not in prepared:
                 canvas = _load(items[i].canvas)
-                real_gray, mask, resized = real_on_canvas(items[i], canvas.size)
-                prepared[i] = (canvas, real_gray, mask, resized)
+                real_rgb, mask, resized = real_on_canvas(items[i], canvas.size)
+                prepared[i] = (canvas, real_rgb, mask, resized)
         images = pipe(
             [prepared[i][0] for i, _ in batch], [prepared[i][2] for i, _ in batch],
             defect=[items[i].defect for i, _ in batch], generator=[items[i].generator(seed, s) for i, s in batch],
@@ -299,11 +326,13 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
             background[i] = max(background[i], background_change(canvas, image, mask))
             if jpeg_quality:
                 image = as_jpeg(image, jpeg_quality)
-            outputs[i].append(grey_levels(image))
+            rgb = colour_levels(image)
+            colour.setdefault(i, colour_contrast(rgb, mask, ring_width))
+            outputs[i].append(realism.luma(rgb))
         finished = sorted({i for i, _ in batch if all(j[0] != i for j in jobs[start + len(batch) :])})
         for i in finished:
-            canvas, real_gray, mask, resized = prepared.pop(i)
-            painted_gray = outputs[i][0]
+            canvas, real_rgb, mask, resized = prepared.pop(i)
+            real_gray, painted_gray = realism.luma(real_rgb), outputs[i][0]
             pasted_gray = np.where(mask, real_gray, grey_levels(canvas))
             roundtrip_gray = np.where(mask, working_round_trip(real_gray, resolution), real_gray)
 
@@ -315,6 +344,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
                 realism.defect_stats(painted_gray, mask, ring_width), seed_std(outputs.pop(i), mask),
                 background[i], crop(real_gray), crop(painted_gray), crop(pasted_gray),
                 realism.defect_stats(roundtrip_gray, mask, ring_width), crop(roundtrip_gray),
+                colour_contrast(real_rgb, mask, ring_width), colour.pop(i),
             ))
             done += 1
             if progress is not None:
@@ -364,6 +394,8 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
     real_spread = _mean(r.real_std for r in results)
     diversity = seed_spread / real_spread if real_spread > 0 else math.nan
     background = max((r.background_max for r in results), default=math.nan)
+    colour = _mean(r.painted_colour for r in results)
+    h10, h50, h90 = percentiles(r.real_colour for r in results)
     row = {"category": category, "defect": defect, "n": len(results), "c2st": c2st,
            "c2st_se": binomial_se(c2st, 2 * len(results)), "c2st_std": c2st_std,
            "c2st_paste": c2st_paste, "c2st_roundtrip": c2st_roundtrip,
@@ -373,7 +405,9 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
            "contrast": contrast, "contrast_real_p10": c10,
            "contrast_real_median": c50, "contrast_real_p90": c90, "contrast_in_range": in_range(contrast, c10, c90),
            "seed_std": seed_spread, "real_std": real_spread, "diversity": diversity, "diversity_n": len(diverse),
-           "seeds": seeds if diverse else 1, "background_max": background}
+           "seeds": seeds if diverse else 1, "background_max": background,
+           "colour": colour, "colour_real_p10": h10, "colour_real_median": h50, "colour_real_p90": h90,
+           "colour_in_range": in_range(colour, h10, h90)}
     row["meets_goals"] = bool(row["texture_in_range"] and diversity >= DIVERSITY_GOAL and background == 0)
     return row
 
@@ -417,7 +451,7 @@ def item_rows(results: list[ItemResult], c2st_result) -> list[dict]:
             "real_contrast": r.real.contrast, "real_texture_ratio": r.real.texture_ratio, "real_std": r.real_std,
             "roundtrip_texture_ratio": r.roundtrip.texture_ratio,
             "contrast": r.painted.contrast, "texture_ratio": r.painted.texture_ratio, "seed_std": r.seed_std,
-            "background_max": r.background_max,
+            "background_max": r.background_max, "real_colour": r.real_colour, "colour": r.painted_colour,
             "c2st_real_correct": bool(c2st_result.correct[i]) if c2st_result else "",
             "c2st_painted_correct": bool(c2st_result.correct[i + n]) if c2st_result else "",
         })

@@ -68,6 +68,10 @@ class DMGLoss:
             ``x_t`` should give different fills (0: off).
         lambda_hf: weight of the high-frequency gap (:func:`~sard.training.losses.high_frequency_gap`): the
             fill, pasted into the real background, should hold as much fine texture as the real defect (0: off).
+        lambda_low: weight of the low-frequency L1 (:func:`~sard.training.losses.low_frequency_loss`), at every
+            level alike: with ``rec_weighting="snr"`` the noisiest levels, where a fill's colour and shading are
+            decided, are almost free of the L1, and a discriminator that judges texture does not hold them either
+            (bottle's contaminations turned grey in stage 2); this holds them to the real defect's (0: off).
         view: the discriminator's view, ``"pair"`` or ``"clean"`` (kept here: a DDP-wrapped network has no config).
         augment: clean view only: the DiffAugment transforms (:mod:`~sard.training.diffaugment`) through which the
             discriminator sees real and fake crops in training, e.g. ``("color", "translation")`` (empty: none).
@@ -89,6 +93,7 @@ class DMGLoss:
     view: str = "pair"
     lambda_hf: float = 0.0
     augment: tuple[str, ...] = ()
+    lambda_low: float = 0.0
 
     def __post_init__(self):
         if self.augment and self.view != "clean":
@@ -100,7 +105,8 @@ class DMGLoss:
         """The loss of a :class:`~sard.training.config.TrainConfig`."""
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
                    config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
-                   config.lambda_ms, config.disc_view, config.lambda_hf, config.disc_augment_policy())
+                   config.lambda_ms, config.disc_view, config.lambda_hf, config.disc_augment_policy(),
+                   config.lambda_low)
 
     @property
     def num_timesteps(self) -> int:
@@ -223,6 +229,9 @@ class DMGLoss:
         if self.lambda_hf > 0:
             parts["hf"] = losses.high_frequency_gap(sampling.blend_known(x0_hat, x0, m), x0, m)
             loss = loss + self.lambda_hf * parts["hf"]
+        if self.lambda_low > 0:
+            parts["low"] = losses.low_frequency_loss(sampling.blend_known(x0_hat, x0, m), x0, m)
+            loss = loss + self.lambda_low * parts["low"]
         if self.lambda_ms > 0:
             other = denoiser(x_t, t, batch["z"][0], m, known, label)
             parts["ms"] = losses.mode_seeking_ratio(x0_hat, other, batch["z"][1], batch["z"][0], m)

@@ -87,6 +87,12 @@ def high_frequency_gap(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tenso
     return (high_frequency_energy(fake, mask) - high_frequency_energy(real, mask)).abs().mean()
 
 
+def low_frequency_loss(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, size: int = 9) -> torch.Tensor:
+    """The masked L1 between the ``size x size`` box blurs of ``fake`` and ``real``: the fill's shading and colour
+    follow the real defect's, its fine texture is left free (to the discriminator and the high-frequency gap)."""
+    return reconstruction_loss(fake - high_pass(fake, size), real - high_pass(real, size), mask)
+
+
 def pooled_mask_logits(mask_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`(B,)`: each image's mask-aware logits averaged over its mask and border (see :func:`logit_mask`)."""
     cells = logit_mask(mask, mask_logits)
