@@ -71,6 +71,11 @@ def test_colour_contrast_sees_hue_and_not_brightness():
     assert fidelity.colour_contrast(darker, mask) == pytest.approx(0.0, abs=1e-9)
     assert fidelity.colour_contrast(grey, mask) == 0.0
     assert math.isnan(fidelity.colour_contrast(grey, np.ones((20, 20), bool)))  # no ring to compare with
+    # Three equal channels: exactly 0 whatever the levels (a mean of three equal values can round: no such mean).
+    # (a + a + a) / 3 != a for this a: a formula through the channels' mean gave 1e-15 here, out of a range of 0.
+    pit, a = np.zeros((20, 20), bool), 44.506584217378375
+    pit[10, 10] = True
+    assert fidelity.colour_contrast(np.where(pit[..., None], a, 0.0).repeat(3, axis=2), pit) == 0.0
     # A grey-level image's three equal channels: 0 whatever its contrast.
     gray_image = PIL.Image.fromarray(np.where(mask, 30, 200).astype(np.uint8), mode="L")
     assert fidelity.colour_contrast(fidelity.colour_levels(gray_image), mask) == 0.0

@@ -183,8 +183,9 @@ def colour_contrast(rgb: np.ndarray, mask: np.ndarray, ring_width: int = 3) -> f
     around = realism.ring(mask, ring_width)
     if not around.any() or not mask.any():
         return math.nan
-    d = rgb[mask].mean(axis=0) - rgb[around].mean(axis=0)
-    return float(np.linalg.norm(d - d.mean()))
+    r, g, b = rgb[mask].mean(axis=0) - rgb[around].mean(axis=0)
+    # |d - mean(d)| from the channels' differences, so that equal channels give exactly 0 (no rounding of the mean)
+    return float(np.sqrt(((r - g) ** 2 + (g - b) ** 2 + (b - r) ** 2) / 3.0))
 
 
 def background_change(before, after, mask: np.ndarray) -> float:
