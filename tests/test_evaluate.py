@@ -295,13 +295,15 @@ def test_bar_chart_legend_wraps_instead_of_cutting_names_off(tmp_path):
     assert len(inked_lines) >= 2
 
 
-def test_readme_bottle_tables_are_the_committed_results():
-    """The README's bottle tables (mean ± spread per row; mIoU / mAcc / IoU per row and defect type) are
-    docs/benchmark/bottle's results.csv, which the command above them wrote."""
+@pytest.mark.parametrize(("heading", "category", "types"), [
+    ("### MVTec-AD's bottle", "bottle", 3), ("### Magnetic tiles", "magnetic_tile", 5)])
+def test_readme_benchmark_tables_are_the_committed_results(heading, category, types):
+    """A category's README tables (mean ± spread per row; mIoU / mAcc / IoU per row and defect type) are
+    docs/benchmark/CAT's results.csv, which the command above them wrote."""
     root = Path(__file__).resolve().parents[1]
-    with open(BOTTLE_BENCHMARK / "results.csv", newline="") as file:
+    with open(BOTTLE_BENCHMARK.parent / category / "results.csv", newline="") as file:
         results = {(r["method"], r["defect"]): r for r in csv.DictReader(file)}
-    section = (root / "README.md").read_text().split("### MVTec-AD's bottle", 1)[1].split("\n### ", 1)[0]
+    section = (root / "README.md").read_text().split(heading, 1)[1].split("\n### ", 1)[0]
     tables = [[line.split("|")[1:-1] for line in block.splitlines()]
               for block in re.findall(r"(?:^\|.*\n)+", section, flags=re.MULTILINE)]
     assert len(tables) == 2
@@ -311,13 +313,13 @@ def test_readme_bottle_tables_are_the_committed_results():
         r = results[(cells[0].strip(), "all")]
         expected = [f"{float(r[m]):.2f} ± {float(r[m + '_std']):.2f}" for m in metrics]
         assert [c.strip() for c in cells[1:]] == expected, cells[0]
-    defects = ["all" if h.strip() == "bottle, all" else h.strip() for h in per_type[0][1:]]
+    defects = ["all" if h.strip() == f"{category}, all" else h.strip() for h in per_type[0][1:]]
     for cells in per_type[2:]:
         for defect, cell in zip(defects, cells[1:]):
             r = results[(cells[0].strip(), defect)]
             expected = f"{float(r['miou']):.2f} / {float(r['macc']):.2f} / {float(r['iou']):.2f}"
             assert cell.strip() == expected, (cells[0], defect)
-    assert len(spreads) - 2 == len(per_type) - 2 == 7 and len(defects) == 4
+    assert len(spreads) - 2 == len(per_type) - 2 == 7 and len(defects) == types + 1 and defects[0] == "all"
 
 
 @pytest.mark.parametrize("category", ["bottle", "magnetic_tile"])

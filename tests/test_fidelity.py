@@ -60,26 +60,35 @@ def test_spatial_std_of_a_two_level_defect():
     assert fidelity.spatial_std(gray, mask) == pytest.approx(10.0)
 
 
-def test_colour_contrast_sees_hue_and_not_brightness():
+def test_hue_difference_sees_hue_and_not_brightness():
     grey = np.full((20, 20, 3), 100.0)
     mask = np.zeros((20, 20), bool)
     mask[5:15, 5:15] = True
     rusty, darker = grey.copy(), grey.copy()
     rusty[mask] += (60.0, 20.0, -20.0)  # d = (60, 20, -20), mean 20: the hue part is (40, 0, -40)
     darker[mask] -= 45.0
-    assert fidelity.colour_contrast(rusty, mask) == pytest.approx(math.hypot(40.0, 40.0))
-    assert fidelity.colour_contrast(darker, mask) == pytest.approx(0.0, abs=1e-9)
-    assert fidelity.colour_contrast(grey, mask) == 0.0
-    assert math.isnan(fidelity.colour_contrast(grey, np.ones((20, 20), bool)))  # no ring to compare with
-    # Three equal channels: exactly 0 whatever the levels (a mean of three equal values can round: no such mean).
-    # (a + a + a) / 3 != a for this a: a formula through the channels' mean gave 1e-15 here, out of a range of 0.
+    np.testing.assert_allclose(fidelity.hue_difference(rusty, mask), [40.0, 0.0, -40.0])
+    np.testing.assert_allclose(fidelity.hue_difference(darker, mask), 0.0, atol=1e-9)
+    assert not np.isfinite(fidelity.hue_difference(grey, np.ones((20, 20), bool))).any()  # no ring
+    # Three equal channels: exactly 0. (a + a + a) / 3 != a for this a: a formula through the channels' mean gave
+    # 1e-15 here, and put magnetic tiles out of a range of 0 to 0.
     pit, a = np.zeros((20, 20), bool), 44.506584217378375
     pit[10, 10] = True
-    assert fidelity.colour_contrast(np.where(pit[..., None], a, 0.0).repeat(3, axis=2), pit) == 0.0
-    # A grey-level image's three equal channels: 0 whatever its contrast.
+    assert (fidelity.hue_difference(np.where(pit[..., None], a, 0.0).repeat(3, axis=2), pit) == 0.0).all()
     gray_image = PIL.Image.fromarray(np.where(mask, 30, 200).astype(np.uint8), mode="L")
-    assert fidelity.colour_contrast(fidelity.colour_levels(gray_image), mask) == 0.0
+    assert (fidelity.hue_difference(fidelity.colour_levels(gray_image), mask) == 0.0).all()
     np.testing.assert_allclose(fidelity.grey_levels(gray_image), np.where(mask, 30.0, 200.0))
+
+
+def test_colour_is_measured_along_the_real_defects_hue():
+    real = [np.array([40.0, 0.0, -40.0]), np.array([20.0, 0.0, -20.0])]  # rust, mean (30, 0, -30)
+    grey_on_rust_lit = np.array([-10.0, 0.0, 10.0])  # a grey fill on a reddish surface leans away from rust
+    blue = np.array([0.0, -30.0, 30.0])
+    along = fidelity.along_real_hue(real, [*real, grey_on_rust_lit, blue, np.zeros(3)])
+    np.testing.assert_allclose(along, [math.hypot(40, 40), math.hypot(20, 20), -math.hypot(10, 10), -900 / math.hypot(30, 30), 0.0])
+    # Real defects with no hue (grey-level images): every figure 0, exactly; NaN stays NaN.
+    assert fidelity.along_real_hue([np.zeros(3)] * 2, [np.zeros(3), np.full(3, math.nan)])[0] == 0.0
+    assert math.isnan(fidelity.along_real_hue([np.zeros(3)], [np.full(3, math.nan)])[0])
 
 
 def test_percentiles_and_range_membership():

@@ -22,10 +22,11 @@ The figures, in grey levels (luma, 0-255) at the image's own scale except ``colo
   the painted defects, against the real defects' p10, median and p90 (``texture_in_range``: p10 <= painted
   <= p90).
 - ``contrast``: mean inside minus mean of the ring; per type the mean, against the real p10..p90.
-- ``colour``: the one figure in colour (:func:`colour_contrast`): how far the inside's mean colour differs in
-  hue, not brightness, from the ring's, in grey levels; per type the mean, against the real p10..p90. A grey
-  fill where real defects are rust-coloured scores near 0 and falls out of range; every figure above is blind
-  to it. 0 on grey-level images.
+- ``colour``: the one figure in colour (:func:`hue_difference`, :func:`along_real_hue`): how far the inside's
+  mean colour differs in hue, not brightness, from the ring's, measured along the hue the type's real defects
+  have against their rings (their mean), in levels 0-255; per type the mean, against the real p10..p90. A
+  grey fill where real defects are rust-coloured scores near 0, or below 0 on a rust-lit surface, and falls
+  out of range; every figure above is blind to it. 0 on grey-level images.
 - ``diversity = seed_std / real_std``: ``seed_std`` is the per-pixel standard deviation across the seeds
   (ddof 1, an unbiased variance per pixel) inside the mask, averaged over the mask and then over the items;
   ``real_std`` is the real defects' spatial standard deviation of grey levels inside their masks (ddof 0),
@@ -173,19 +174,44 @@ def grey_levels(image) -> np.ndarray:
     return realism.luma(colour_levels(image))
 
 
-def colour_contrast(rgb: np.ndarray, mask: np.ndarray, ring_width: int = 3) -> float:
-    """How far the mean colour inside ``mask`` differs in hue from that of the ring around it, in levels 0-255.
+def hue_difference(rgb: np.ndarray, mask: np.ndarray, ring_width: int = 3) -> np.ndarray:
+    """`(3,)`: the mean colour inside ``mask`` minus that of the ring around it, without its grey part, in levels.
 
-    ``d`` = mean RGB inside minus mean RGB of the ring; its grey part (the same change in every channel: a
-    darker or brighter fill) is removed, and the length of the rest is returned: ``|d - mean(d)|``. A
-    rust-coloured stain on grey metal scores tens of levels, a grey fill of any brightness 0. NaN without a
-    ring (a mask that covers the image)."""
+    ``d`` = mean RGB inside minus mean RGB of the ring; ``d - mean(d)`` drops the same change in every channel
+    (a darker or brighter fill) and keeps the change of hue. A rust-coloured stain on grey metal gives tens of
+    levels towards red, a grey fill of any brightness on grey metal 0. NaNs without a ring (a mask that covers
+    the image)."""
     around = realism.ring(mask, ring_width)
     if not around.any() or not mask.any():
-        return math.nan
+        return np.full(3, math.nan)
     r, g, b = rgb[mask].mean(axis=0) - rgb[around].mean(axis=0)
-    # |d - mean(d)| from the channels' differences, so that equal channels give exactly 0 (no rounding of the mean)
-    return float(np.sqrt(((r - g) ** 2 + (g - b) ** 2 + (b - r) ** 2) / 3.0))
+    # d - mean(d) from the channels' differences, so that equal channels give exactly 0 (no rounding of a mean)
+    return np.array([(r - g) + (r - b), (g - r) + (g - b), (b - r) + (b - g)]) / 3.0
+
+
+def along_real_hue(real: list[np.ndarray], hues: list[np.ndarray]) -> list[float]:
+    """Each of ``hues`` (:func:`hue_difference`) measured along the mean of ``real`` (the hue that real defects
+    of one type have against their surface): positive where a fill leans the same way, in levels. All 0 where
+    the real defects have no hue (grey-level images), and for NaN hues NaN."""
+    finite = [h for h in real if np.isfinite(h).all()]
+    direction = np.mean(finite, axis=0) if finite else np.zeros(3)
+    length = float(np.linalg.norm(direction))
+    if length == 0.0:
+        return [math.nan if not np.isfinite(h).all() else 0.0 for h in hues]
+    return [float(np.dot(h, direction) / length) for h in hues]
+
+
+def colour_along_real_hue(results: list[ItemResult]) -> tuple[list[float], list[float]]:
+    """The real and the painted defects' hues measured along their own type's real mean hue (a row of several
+    types measures each item along its type's)."""
+    real, painted = [math.nan] * len(results), [math.nan] * len(results)
+    for defect in dict.fromkeys(r.item.defect for r in results):
+        index = [i for i, r in enumerate(results) if r.item.defect == defect]
+        reals = [results[i].real_hue for i in index]
+        for i, a, b in zip(index, along_real_hue(reals, reals),
+                           along_real_hue(reals, [results[i].painted_hue for i in index])):
+            real[i], painted[i] = a, b
+    return real, painted
 
 
 def background_change(before, after, mask: np.ndarray) -> float:
@@ -247,8 +273,8 @@ class ItemResult:
     pasted_crop: np.ndarray  # the real defect's pixels pasted into the normal image inside the mask
     roundtrip: realism.DefectStats  # the real defect resampled to the working scale and back, in its own image
     roundtrip_crop: np.ndarray
-    real_colour: float  # colour_contrast of the real defect and of the painted one (seed 0)
-    painted_colour: float
+    real_hue: np.ndarray  # hue_difference of the real defect and of the painted one (seed 0)
+    painted_hue: np.ndarray
 
 
 def _load(path: Path) -> PIL.Image.Image:
@@ -307,7 +333,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
     prepared = {}
     outputs: dict[int, list[np.ndarray]] = {i: [] for i in range(len(items))}
     background = dict.fromkeys(range(len(items)), 0.0)
-    colour: dict[int, float] = {}  # of each item's first (seed 0) output
+    hue: dict[int, np.ndarray] = {}  # of each item's first (seed 0) output
     results = []
     done = 0
     for start in range(0, len(jobs), batch_size):
@@ -328,7 +354,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
             if jpeg_quality:
                 image = as_jpeg(image, jpeg_quality)
             rgb = colour_levels(image)
-            colour.setdefault(i, colour_contrast(rgb, mask, ring_width))
+            hue.setdefault(i, hue_difference(rgb, mask, ring_width))
             outputs[i].append(realism.luma(rgb))
         finished = sorted({i for i, _ in batch if all(j[0] != i for j in jobs[start + len(batch) :])})
         for i in finished:
@@ -345,7 +371,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
                 realism.defect_stats(painted_gray, mask, ring_width), seed_std(outputs.pop(i), mask),
                 background[i], crop(real_gray), crop(painted_gray), crop(pasted_gray),
                 realism.defect_stats(roundtrip_gray, mask, ring_width), crop(roundtrip_gray),
-                colour_contrast(real_rgb, mask, ring_width), colour.pop(i),
+                hue_difference(real_rgb, mask, ring_width), hue.pop(i),
             ))
             done += 1
             if progress is not None:
@@ -395,8 +421,9 @@ def summary_row(category: str, defect: str, results: list[ItemResult], c2st: flo
     real_spread = _mean(r.real_std for r in results)
     diversity = seed_spread / real_spread if real_spread > 0 else math.nan
     background = max((r.background_max for r in results), default=math.nan)
-    colour = _mean(r.painted_colour for r in results)
-    h10, h50, h90 = percentiles(r.real_colour for r in results)
+    real_colour, painted_colour = colour_along_real_hue(results)
+    colour = _mean(painted_colour)
+    h10, h50, h90 = percentiles(real_colour)
     row = {"category": category, "defect": defect, "n": len(results), "c2st": c2st,
            "c2st_se": binomial_se(c2st, 2 * len(results)), "c2st_std": c2st_std,
            "c2st_paste": c2st_paste, "c2st_roundtrip": c2st_roundtrip,
@@ -445,6 +472,7 @@ def fidelity_rows(category: str, results: list[ItemResult], tests: dict, seeds: 
 def item_rows(results: list[ItemResult], c2st_result) -> list[dict]:
     """One row per item of ``fidelity_items.csv`` (see :data:`ITEM_COLUMNS`)."""
     n, rows = len(results), []
+    real_colour, painted_colour = colour_along_real_hue(results)
     for i, r in enumerate(results):
         rows.append({
             "defect": r.item.defect, "j": r.item.j, "image": str(r.item.anomaly.image),
@@ -452,7 +480,7 @@ def item_rows(results: list[ItemResult], c2st_result) -> list[dict]:
             "real_contrast": r.real.contrast, "real_texture_ratio": r.real.texture_ratio, "real_std": r.real_std,
             "roundtrip_texture_ratio": r.roundtrip.texture_ratio,
             "contrast": r.painted.contrast, "texture_ratio": r.painted.texture_ratio, "seed_std": r.seed_std,
-            "background_max": r.background_max, "real_colour": r.real_colour, "colour": r.painted_colour,
+            "background_max": r.background_max, "real_colour": real_colour[i], "colour": painted_colour[i],
             "c2st_real_correct": bool(c2st_result.correct[i]) if c2st_result else "",
             "c2st_painted_correct": bool(c2st_result.correct[i + n]) if c2st_result else "",
         })
