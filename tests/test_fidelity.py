@@ -85,7 +85,8 @@ def test_colour_is_measured_along_the_real_defects_hue():
     grey_on_rust_lit = np.array([-10.0, 0.0, 10.0])  # a grey fill on a reddish surface leans away from rust
     blue = np.array([0.0, -30.0, 30.0])
     along = fidelity.along_real_hue(real, [*real, grey_on_rust_lit, blue, np.zeros(3)])
-    np.testing.assert_allclose(along, [math.hypot(40, 40), math.hypot(20, 20), -math.hypot(10, 10), -900 / math.hypot(30, 30), 0.0])
+    expected = [math.hypot(40, 40), math.hypot(20, 20), -math.hypot(10, 10), -900 / math.hypot(30, 30), 0.0]
+    np.testing.assert_allclose(along, expected)
     # Real defects with no hue (grey-level images): every figure 0, exactly; NaN stays NaN.
     assert fidelity.along_real_hue([np.zeros(3)] * 2, [np.zeros(3), np.full(3, math.nan)])[0] == 0.0
     assert math.isnan(fidelity.along_real_hue([np.zeros(3)], [np.full(3, math.nan)])[0])
