@@ -342,7 +342,7 @@ def test_markdown_table_marks_what_is_out_of_range():
     lines = table.splitlines()
     assert lines[2] == ("| a | 4 | 0.90 ± 0.11 | 0.55 / 0.60 | 0.70 (1.04–1.50) | **no** | 0.90 "
                         "| -10.0 (-30.0 to -5.0) | yes | 0.25 (2.0 / 8.0, 4 masks x 4 seeds) | 0 "
-                        "| 1.5 (12.0–31.0) | **no** |")
+                        "| 1.5 (12.0 to 31.0) | **no** |")
     assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
     assert re.match(r"\| \*\*all\*\* \| 4 \| 0\.90 ± 0\.05 \|", lines[3])
     goals = fidelity_report.goals_summary([row, {**row, "defect": "all"}])

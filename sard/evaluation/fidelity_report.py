@@ -54,7 +54,7 @@ def _yes(flag: bool) -> str:
 
 HEADER = ("| defect | n | C2ST | C2ST: pasted real / real at working scale | texture ratio (real p10–p90) | in "
           "| texture of real at working scale | contrast (real p10–p90) | in | diversity (seed std / real std) "
-          "| background max | colour (real p10–p90) | in |")
+          "| background max | colour along the real hue (real p10–p90) | in |")
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -83,7 +83,7 @@ def markdown_table(rows: list[dict]) -> str:
         # A fidelity.csv written before the colour columns existed shows dashes there.
         hue = {k: row.get(k, math.nan) for k in ("colour", "colour_real_p10", "colour_real_p90")}
         low, high = _f(hue["colour_real_p10"], ".1f"), _f(hue["colour_real_p90"], ".1f")
-        colour = f"{_f(hue['colour'], '.1f')} ({low}–{high})"
+        colour = f"{_f(hue['colour'], '.1f')} ({low} to {high})"
         colour_in = _yes(row["colour_in_range"]) if "colour_in_range" in row else "–"
         defect = "**all**" if row["defect"] == "all" else row["defect"]
         controls = f"{_f(row['c2st_paste'], '.2f')} / {_f(row['c2st_roundtrip'], '.2f')}"
