@@ -322,7 +322,7 @@ def test_readme_benchmark_tables_are_the_committed_results(heading, category, ty
     assert len(spreads) - 2 == len(per_type) - 2 == 7 and len(defects) == types + 1 and defects[0] == "all"
 
 
-@pytest.mark.parametrize("category", ["bottle", "magnetic_tile"])
+@pytest.mark.parametrize("category", ["bottle", "magnetic_tile", "ball_screw"])
 def test_committed_counts_give_the_committed_results(category):
     """docs/benchmark/CAT keeps each finished (row, seed)'s pixel counts (``runs/``) beside the report, so a
     later session copies it into its OUT and adds rows or seeds; the counts, read back with the committed config,
