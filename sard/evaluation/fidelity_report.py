@@ -66,8 +66,8 @@ def markdown_table(rows: list[dict]) -> str:
     resolution, whose texture ratio has its own column). Texture and contrast: the painted value with the real
     defects' p10–p90, and whether it is inside. Diversity: the ratio with its two standard deviations in grey
     levels (goal at least :data:`~sard.evaluation.fidelity.DIVERSITY_GOAL`). Background: the largest change
-    outside the mask, grey levels (must be 0). Colour: the painted colour contrast with the real p10–p90 (no
-    goal of its own; last, so that the columns before it keep their places).
+    outside the mask, grey levels (must be 0). Colour: the painted fills' colour along the real defects' hue,
+    with the real p10–p90 (no goal of its own; last, so that the columns before it keep their places).
     """
     lines = [HEADER, "|---|---:|---:|---:|---|---|---:|---|---|---|---:|---|---|"]
     for row in rows:
@@ -80,16 +80,13 @@ def markdown_table(rows: list[dict]) -> str:
                     f"{_f(row['contrast_real_p90'], '.1f')})")
         diversity = (f"{_f(row['diversity'], '.2f')} ({_f(row['seed_std'], '.1f')} / {_f(row['real_std'], '.1f')}, "
                      f"{row['diversity_n']} masks x {row['seeds']} seeds)")
-        # A fidelity.csv written before the colour columns existed shows dashes there.
-        hue = {k: row.get(k, math.nan) for k in ("colour", "colour_real_p10", "colour_real_p90")}
-        low, high = _f(hue["colour_real_p10"], ".1f"), _f(hue["colour_real_p90"], ".1f")
-        colour = f"{_f(hue['colour'], '.1f')} ({low} to {high})"
-        colour_in = _yes(row["colour_in_range"]) if "colour_in_range" in row else "–"
+        colour = (f"{_f(row['colour'], '.1f')} ({_f(row['colour_real_p10'], '.1f')} to "
+                  f"{_f(row['colour_real_p90'], '.1f')})")
         defect = "**all**" if row["defect"] == "all" else row["defect"]
         controls = f"{_f(row['c2st_paste'], '.2f')} / {_f(row['c2st_roundtrip'], '.2f')}"
         cells = [defect, str(row["n"]), c2st, controls, texture, _yes(row["texture_in_range"]),
                  _f(row["texture_roundtrip"], ".2f"), contrast, _yes(row["contrast_in_range"]), diversity,
-                 _f(row["background_max"], ".0f"), colour, colour_in]
+                 _f(row["background_max"], ".0f"), colour, _yes(row["colour_in_range"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -70,8 +70,9 @@ class DMGLoss:
             fill, pasted into the real background, should hold as much fine texture as the real defect (0: off).
         lambda_low: weight of the low-frequency L1 (:func:`~sard.training.losses.low_frequency_loss`), at every
             level alike: with ``rec_weighting="snr"`` the noisiest levels, where a fill's colour and shading are
-            decided, are almost free of the L1, and a discriminator that judges texture does not hold them either
-            (bottle's contaminations turned grey in stage 2); this holds them to the real defect's (0: off).
+            decided, are almost free of the L1, and a discriminator that judges texture does not hold them either;
+            this holds them to the real defect's (0: off). On bottle, at weight 1, it did not keep the fills' colour
+            (docs/dmg_measurements.md, run b4).
         view: the discriminator's view, ``"pair"`` or ``"clean"`` (kept here: a DDP-wrapped network has no config).
         augment: clean view only: the DiffAugment transforms (:mod:`~sard.training.diffaugment`) through which the
             discriminator sees real and fake crops in training, e.g. ``("color", "translation")`` (empty: none).
