@@ -296,7 +296,8 @@ def test_bar_chart_legend_wraps_instead_of_cutting_names_off(tmp_path):
 
 
 @pytest.mark.parametrize(("heading", "category", "types"), [
-    ("### MVTec-AD's bottle", "bottle", 3), ("### Magnetic tiles", "magnetic_tile", 5)])
+    ("### MVTec-AD's bottle", "bottle", 3), ("### Magnetic tiles", "magnetic_tile", 5),
+    ("### Ball screws", "ball_screw", 1)])
 def test_readme_benchmark_tables_are_the_committed_results(heading, category, types):
     """A category's README tables (mean ± spread per row; mIoU / mAcc / IoU per row and defect type) are
     docs/benchmark/CAT's results.csv, which the command above them wrote."""
