@@ -25,7 +25,8 @@ def working_scale(height: int, width: int, resolution: int) -> float:
 @dataclass(frozen=True)
 class CropBox:
     """A box of the full-resolution image (``top:bottom, left:right``) and the size it is resampled to
-    at working scale (``work_height`` x ``work_width``)."""
+    at working scale (``work_height`` x ``work_width``); ``scale`` is the scale it was cut at (the image's
+    working scale, or less for a mask too large for ``max_size``)."""
 
     top: int
     left: int
@@ -33,6 +34,7 @@ class CropBox:
     right: int
     work_height: int
     work_width: int
+    scale: float
 
     @property
     def slices(self) -> tuple[slice, slice]:
@@ -55,7 +57,8 @@ def _span(low: int, high: int, length: int, needed: int) -> tuple[int, int]:
     return start, start + needed
 
 
-def mask_crop_box(mask: np.ndarray, scale: float, min_size: int, context: int, multiple: int = 8) -> CropBox:
+def mask_crop_box(mask: np.ndarray, scale: float, min_size: int, context: int, multiple: int = 8,
+                  max_size: int | None = None) -> CropBox:
     """The box the network sees for a boolean `(H, W)` mask.
 
     Args:
@@ -65,24 +68,38 @@ def mask_crop_box(mask: np.ndarray, scale: float, min_size: int, context: int, m
         context: pixels of context on each side of the mask's bounding box, at working scale.
         multiple: the crop's sides at working scale are rounded up to this (the network's stride), unless
             the image is smaller than that.
+        max_size: the longest side of the crop at working scale, at most (rounded up to ``multiple``); a mask
+            whose box needs more is seen at a lower scale, so no defect costs more than one ``max_size`` square
+            while small ones keep ``scale``. ``None``: no bound.
     """
+    if max_size is not None and max_size < max(min_size, 2 * context + 1):
+        raise ValueError(f"max_size ({max_size}) must be at least crop_size ({min_size}) and more than twice "
+                         f"the context ({context}).")
     rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
     top, bottom = (int(i) for i in np.flatnonzero(rows)[[0, -1]])
     left, right = (int(i) for i in np.flatnonzero(cols)[[0, -1]])
     height, width = mask.shape
 
-    def span(low: int, high: int, length: int) -> tuple[int, int, int]:
-        work = max(min_size, math.ceil((high - low) * scale) + 2 * context)
-        work = math.ceil(work / multiple) * multiple
-        start, stop = _span(low, high, length, math.ceil(work / scale))
-        # round(box * scale) can exceed work by one when scale > 1/2: keep the multiple unless the image is smaller.
-        if stop - start < math.ceil(work / scale):
-            work = max(1, round((stop - start) * scale))
-        return start, stop, work
+    def box_at(scale: float) -> CropBox:
+        def span(low: int, high: int, length: int) -> tuple[int, int, int]:
+            work = max(min_size, math.ceil((high - low) * scale) + 2 * context)
+            work = math.ceil(work / multiple) * multiple
+            start, stop = _span(low, high, length, math.ceil(work / scale))
+            # round(box * scale) can exceed work by one when scale > 1/2: keep the multiple unless the image is
+            # smaller.
+            if stop - start < math.ceil(work / scale):
+                work = max(1, round((stop - start) * scale))
+            return start, stop, work
 
-    box_top, box_bottom, work_height = span(top, bottom + 1, height)
-    box_left, box_right, work_width = span(left, right + 1, width)
-    return CropBox(box_top, box_left, box_bottom, box_right, work_height, work_width)
+        box_top, box_bottom, work_height = span(top, bottom + 1, height)
+        box_left, box_right, work_width = span(left, right + 1, width)
+        return CropBox(box_top, box_left, box_bottom, box_right, work_height, work_width, scale)
+
+    box = box_at(scale)
+    if max_size is not None and max(box.work_height, box.work_width) > max_size:
+        # The factor keeps a box scaled to exactly max_size from rounding one pixel over it.
+        box = box_at((max_size - 2 * context) / max(bottom + 1 - top, right + 1 - left) * (1 - 1e-9))
+    return box
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

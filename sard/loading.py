@@ -15,7 +15,7 @@ from .denoiser import SARDDenoiser
 
 # model_index.json records where each component's class lives; these paths are part of the format.
 COMPONENTS = {"denoiser": ("sard.denoiser", "SARDDenoiser"), "scheduler": ("sard.scheduler", "SARDScheduler")}
-PIPELINE_CONFIG = {"resolution", "crop_size", "context"}
+PIPELINE_CONFIG = {"resolution", "crop_size", "context", "max_crop_size"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 

@@ -106,6 +106,9 @@ class SARDPipeline(DiffusionPipeline):
             as in training.
         crop_size (`int`, defaults to 64): the smallest crop the network sees (the training crop size).
         context (`int`, defaults to 16): pixels of context around the mask's bounding box, at working scale.
+        max_crop_size (`int`, defaults to 0): the longest side of a crop at working scale; a mask too large for
+            it is painted at a lower scale, so one defect never costs more than a ``max_crop_size`` square while
+            small defects keep the working resolution's detail. 0: no bound.
     """
 
     model_cpu_offload_seq = "denoiser"
@@ -117,10 +120,12 @@ class SARDPipeline(DiffusionPipeline):
         resolution: int = 256,
         crop_size: int = 64,
         context: int = 16,
+        max_crop_size: int = 0,
     ):
         super().__init__()
         self.register_modules(denoiser=denoiser, scheduler=scheduler)
-        self.register_to_config(resolution=resolution, crop_size=crop_size, context=context)
+        self.register_to_config(resolution=resolution, crop_size=crop_size, context=context,
+                                max_crop_size=max_crop_size)
 
     @property
     def defect_types(self) -> list[str]:
@@ -163,7 +168,8 @@ class SARDPipeline(DiffusionPipeline):
                 "(HF_HUB_OFFLINE=1) only models already in the cache load."
             ) from error
 
-    def check_inputs(self, image, mask_image, defect, num_inference_steps, generator, resolution) -> tuple:
+    def check_inputs(self, image, mask_image, defect, num_inference_steps, generator, resolution,
+                     max_crop_size=None) -> tuple:
         """Check the arguments of :meth:`__call__` and give one ``(image, mask, defect, generator)`` list each,
         of one entry per image."""
         images = _as_list(image, "images")
@@ -178,12 +184,16 @@ class SARDPipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be a whole number of steps, got {num_inference_steps!r}.")
         if resolution is not None and (not isinstance(resolution, numbers.Integral) or resolution < 1):
             raise ValueError(f"resolution must be a positive number of pixels (or None), got {resolution!r}.")
+        if max_crop_size is not None and (not isinstance(max_crop_size, numbers.Integral) or max_crop_size < 0):
+            raise ValueError(f"max_crop_size must be a number of pixels, 0 (no bound) or None, got {max_crop_size!r}.")
         return images, masks, defects, generators
 
-    def working_crop(self, image, mask_image, resolution: int | None = None) -> WorkingCrop:
+    def working_crop(self, image, mask_image, resolution: int | None = None,
+                     max_crop_size: int | None = None) -> WorkingCrop:
         """Decode one image and its mask and cut the crop the network works on: the mask's bounding box with
         ``context`` pixels around it, at working scale (longer image side at most ``resolution``, default the
-        model's), at least ``crop_size`` and a multiple of the denoiser's stride."""
+        model's), at least ``crop_size`` and a multiple of the denoiser's stride, its longer side at most
+        ``max_crop_size`` (default the model's; 0: no bound)."""
         decoded = image_io.decode_image(image)
         mask = image_io.decode_mask(mask_image, decoded.size)
         if not mask.any():
@@ -191,8 +201,11 @@ class SARDPipeline(DiffusionPipeline):
                 "The mask is empty: there is nothing to synthesise. Paint (white) the region for the defect."
             )
         scale = cropping.working_scale(*decoded.size, self.config.resolution if resolution is None else resolution)
+        if max_crop_size is None:
+            max_crop_size = self.config.get("max_crop_size", 0)
         box = cropping.mask_crop_box(
-            mask, scale, self.config.crop_size, self.config.context, multiple=self.denoiser.stride
+            mask, scale, self.config.crop_size, self.config.context, multiple=self.denoiser.stride,
+            max_size=max_crop_size or None,
         )
         rows, cols = box.slices
         size = (box.work_height, box.work_width)
@@ -299,6 +312,7 @@ class SARDPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         resolution: int | None = None,
+        max_crop_size: int | None = None,
         background: str = "clean",
         region_constraint: bool = True,
     ) -> SARDPipelineOutput | tuple:
@@ -320,6 +334,8 @@ class SARDPipeline(DiffusionPipeline):
             return_dict (`bool`, defaults to True): return a `SARDPipelineOutput` instead of a tuple
                 ``(images,)``.
             resolution (`int`, *optional*): working resolution, defaults to the model's.
+            max_crop_size (`int`, *optional*): the longest side of a crop at working scale, defaults to the
+                model's; 0: no bound (large masks painted at the working resolution, at a higher cost).
             background (`str`, defaults to `"clean"`): what the network sees outside the mask at each step,
                 the clean image (SARD) or the image re-noised to the step's level (RePaint; an ablation).
             region_constraint (`bool`, defaults to True): update only the mask at every step (RCD). False
@@ -343,7 +359,7 @@ class SARDPipeline(DiffusionPipeline):
         """
         # 1. Check the arguments: one mask, defect type and generator per image; the sampler with its switches.
         images, masks, defects, generators = self.check_inputs(
-            image, mask_image, defect, num_inference_steps, generator, resolution
+            image, mask_image, defect, num_inference_steps, generator, resolution, max_crop_size
         )
         if background not in BACKGROUND_MODES:
             raise ValueError(f"background must be one of {BACKGROUND_MODES}, got {background!r}.")
@@ -352,7 +368,7 @@ class SARDPipeline(DiffusionPipeline):
         device = self._execution_device
 
         # 2. Decode each image and its mask, and cut the working crop around the mask.
-        crops = [self.working_crop(im, m, resolution) for im, m in zip(images, masks)]
+        crops = [self.working_crop(im, m, resolution, max_crop_size) for im, m in zip(images, masks)]
 
         # 3. The conditions: each image's defect label and latent z, drawn with its own generator.
         labels = torch.tensor([self._label(d, g) for d, g in zip(defects, generators)], device=device)

@@ -80,6 +80,7 @@ def test_missing_or_malformed_config_file(tmp_path):
 @pytest.mark.parametrize("overrides, key", [
     ({"crop_size": 34, "channels": [8, 16, 32]}, "crop_size 34 must be a multiple of 4"),
     ({"resolution": 16}, "resolution 16 must be at least crop_size 32"),
+    ({"max_crop_size": 16}, "max_crop_size 16 must be 0 (no bound) or at least crop_size 32"),
     ({"batch_size": 0}, "batch_size must be at least 1"),
     ({"checkpoints_total_limit": 0}, "checkpoints_total_limit must be at least 1"),
     ({"r1_every": 0}, "r1_every must be at least 1"),

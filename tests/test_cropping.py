@@ -71,6 +71,34 @@ def test_work_size_is_a_multiple_for_any_scale(scale):
     assert box.top <= 1000 and box.bottom >= 1010 and box.left <= 990 and box.right >= 1013
 
 
+def test_max_size_bounds_large_crops_and_leaves_small_ones_alone():
+    """With ``max_size``, no crop's longer working side exceeds it (rounded up to the stride); a mask whose
+    crop fits keeps exactly the box it has without the bound; a larger one is seen whole, at a lower scale."""
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        height, width = (int(v) for v in rng.integers(64, 1000, 2))
+        mask, (top, left, bottom, right) = _random_mask(rng, height, width)
+        scale = cropping.working_scale(height, width, int(rng.choice([256, 512, 1000])))
+        max_size, multiple = int(rng.choice([64, 100, 256])), int(rng.choice([1, 8]))
+        free = cropping.mask_crop_box(mask, scale, 64, 16, multiple)
+        bounded = cropping.mask_crop_box(mask, scale, 64, 16, multiple, max_size=max_size)
+        assert max(bounded.work_height, bounded.work_width) <= math.ceil(max_size / multiple) * multiple
+        assert bounded.top <= top and bottom <= bounded.bottom and bounded.left <= left and right <= bounded.right
+        if max(free.work_height, free.work_width) <= max_size:
+            assert bounded == free
+    mask = np.zeros((900, 900), dtype=bool)
+    mask[100:700, 200:500] = True  # a 600 x 300 px break on a 900 px photo, at full scale
+    box = cropping.mask_crop_box(mask, 1.0, min_size=64, context=16, multiple=8, max_size=256)
+    assert (box.work_height, box.work_width) == (256, 144)  # 600 px -> 224 px + 2 x 16 context
+    assert box.height >= 600 and box.width >= 300
+
+
+def test_max_size_below_the_crop_size_is_refused():
+    mask = np.ones((10, 10), dtype=bool)
+    with pytest.raises(ValueError, match="max_size"):
+        cropping.mask_crop_box(mask, 1.0, min_size=64, context=16, max_size=48)
+
+
 def test_crop_is_centred_and_shifted_inside_the_image():
     mask = np.zeros((100, 100), dtype=bool)
     mask[48:52, 48:52] = True

@@ -118,8 +118,8 @@ def test_background_change_in_grey_levels_of_the_images_own_range():
 def test_working_round_trip_blurs_texture_and_leaves_images_at_working_scale_alone():
     rng = np.random.default_rng(0)
     gray = rng.uniform(0, 255, (40, 60))
-    np.testing.assert_array_equal(fidelity.working_round_trip(gray, 60), gray)  # already at working scale
-    blurred = fidelity.working_round_trip(gray, 20)  # a third: the noise is averaged away
+    np.testing.assert_array_equal(fidelity.working_round_trip(gray, 1.0), gray)  # already at working scale
+    blurred = fidelity.working_round_trip(gray, 1 / 3)  # the noise is averaged away
     assert blurred.shape == gray.shape and blurred.std() < gray.std() / 2
     assert blurred.mean() == pytest.approx(gray.mean(), abs=2)
 

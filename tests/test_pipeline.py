@@ -355,6 +355,31 @@ def test_resolution_argument(tiny_pipeline, rng):
     assert not np.array_equal(low, high)
 
 
+def test_max_crop_size_paints_large_masks_at_a_lower_scale(tiny_pipeline, rng, tmp_path):
+    """A mask too large for ``max_crop_size`` is painted whole on a smaller crop, the background still exact; a
+    small mask keeps its crop; the bound travels with save_pretrained / from_pretrained."""
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    large = np.zeros((64, 64), dtype=bool)
+    large[4:60, 8:56] = True
+    free = tiny_pipeline(image, large, defect="a", generator=seeded(0), resolution=64, output_type="np")
+    bounded = tiny_pipeline(image, large, defect="a", generator=seeded(0), resolution=64, max_crop_size=32,
+                            output_type="np")
+    assert max(free.crops[0].sample.shape[-2:]) == 64 and max(bounded.crops[0].sample.shape[-2:]) <= 32
+    _assert_background_exact(image, bounded.images[0], large)
+    _assert_changed_inside(image, bounded.images[0], large)
+    small = box_mask(64, 64, size=0.1)
+    assert tiny_pipeline.working_crop(image, small, 64, max_crop_size=32).box == tiny_pipeline.working_crop(
+        image, small, 64).box
+    tiny_pipeline.register_to_config(max_crop_size=32)
+    tiny_pipeline.save_pretrained(tmp_path)
+    loaded = type(tiny_pipeline).from_pretrained(tmp_path)
+    assert loaded.config.max_crop_size == 32
+    assert loaded.working_crop(image, large, 64).box == tiny_pipeline.working_crop(image, large, 64).box
+    assert loaded.working_crop(image, large, 64, max_crop_size=0).box.work_height == 64  # 0: no bound
+    with pytest.raises(ValueError, match="max_crop_size"):
+        tiny_pipeline(image, large, defect="a", max_crop_size=-1)
+
+
 def test_float64_pipeline(rng):
     pipe = make_pipeline().to(dtype=torch.float64)
     image = rng.random((14, 18, 3))

@@ -293,12 +293,11 @@ def real_on_canvas(item: FidelityItem, size: tuple[int, int]) -> tuple[np.ndarra
     return colour_levels(rgb.resize(size, PIL.Image.BILINEAR)), resize_mask(mask, size), True
 
 
-def working_round_trip(gray: np.ndarray, resolution: int) -> np.ndarray:
-    """`(H, W)` grey levels resampled to the working scale of a model of ``resolution`` and back to full size,
-    as the pipeline resamples its crop (antialiased bilinear, :func:`sard.cropping.resize`): the detail a
-    model working at that scale can give back at most. Unchanged when the image is already at that scale."""
+def working_round_trip(gray: np.ndarray, scale: float) -> np.ndarray:
+    """`(H, W)` grey levels resampled by ``scale`` (the scale of the crop the pipeline paints a mask at) and back
+    to full size, as the pipeline resamples its crop (antialiased bilinear, :func:`sard.cropping.resize`): the
+    detail a model working at that scale can give back at most. Unchanged at scale 1 or more."""
     height, width = gray.shape
-    scale = cropping.working_scale(height, width, resolution)
     if scale >= 1.0:
         return np.array(gray, dtype=np.float64)
     image = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
@@ -317,15 +316,17 @@ def as_jpeg(image: PIL.Image.Image, quality: int) -> PIL.Image.Image:
 def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring_width: int = 3,
                 crop_size: int = 48, num_inference_steps: int | None = None, batch_size: int = 8,
                 progress=None, crop_scale: str = "native", context: int = 0,
-                jpeg_quality: int = 0, resolution: int | None = None) -> list[ItemResult]:
+                jpeg_quality: int = 0, resolution: int | None = None,
+                max_crop_size: int | None = None) -> list[ItemResult]:
     """Paint every item (seed 0, and ``seeds`` seeds for the diversity items) with ``pipe`` and measure it.
 
     Args:
         crop_size, crop_scale, context: the classifier's crops (:func:`~sard.evaluation.c2st.defect_crop`).
         jpeg_quality: if set (1-100), every output is saved as a JPEG of this quality and read back before it is
             measured, as the real images were (the background check still compares the output itself).
-        resolution: the working resolution to paint at (default: the model's); the working-scale control
-            follows it.
+        resolution, max_crop_size: the working resolution to paint at and the bound on a crop's longer side
+            (default: the model's; see :class:`~sard.SARDPipeline`); the working-scale control follows the scale
+            each mask is painted at.
         progress: called with the number of items done, if given.
     """
     resolution = resolution or pipe.config.resolution
@@ -346,7 +347,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
         images = pipe(
             [prepared[i][0] for i, _ in batch], [prepared[i][2] for i, _ in batch],
             defect=[items[i].defect for i, _ in batch], generator=[items[i].generator(seed, s) for i, s in batch],
-            num_inference_steps=num_inference_steps, resolution=resolution,
+            num_inference_steps=num_inference_steps, resolution=resolution, max_crop_size=max_crop_size,
         ).images
         for (i, _), image in zip(batch, images):
             canvas, _, mask, _ = prepared[i]
@@ -361,7 +362,8 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
             canvas, real_rgb, mask, resized = prepared.pop(i)
             real_gray, painted_gray = realism.luma(real_rgb), outputs[i][0]
             pasted_gray = np.where(mask, real_gray, grey_levels(canvas))
-            roundtrip_gray = np.where(mask, working_round_trip(real_gray, resolution), real_gray)
+            box = pipe.working_crop(canvas, mask, resolution, max_crop_size).box
+            roundtrip_gray = np.where(mask, working_round_trip(real_gray, box.scale), real_gray)
 
             def crop(gray, mask=mask):
                 return c2st_module.defect_crop(gray, mask, crop_size, context, ring_width, crop_scale)

@@ -25,6 +25,7 @@ class TrainConfig:
     split: str = "protocol"  # protocol: first third of each defect type trains | all
     resolution: int = 256  # images are used with their longer side at most this long
     crop_size: int = 64  # training crops around the masks, at working scale
+    max_crop_size: int = 0  # the saved pipeline's bound on a sampling crop's longer side (0: none), see SARDPipeline
     hflip: bool = True
     vflip: bool = True
     rotate90: bool = False  # for textures without a preferred direction
@@ -105,6 +106,9 @@ class TrainConfig:
             errors.append(f"crop_size {self.crop_size} must be a multiple of {stride} (2 ** (len(channels) - 1))")
         if self.resolution < self.crop_size:
             errors.append(f"resolution {self.resolution} must be at least crop_size {self.crop_size}")
+        if self.max_crop_size and self.max_crop_size < self.crop_size:
+            errors.append(f"max_crop_size {self.max_crop_size} must be 0 (no bound) or at least crop_size "
+                          f"{self.crop_size}")
         for name in ("batch_size", "max_steps", "num_timesteps", "r1_every", "gradient_accumulation_steps",
                      "checkpoint_every", "checkpoints_total_limit", "sample_every", "log_every", "latent_dim",
                      "held_out_crops", "disc_steps"):

@@ -197,7 +197,8 @@ def train(config: TrainConfig) -> None:
 
     def export_pipeline() -> SARDPipeline:
         ema.copy_to(ema_denoiser.parameters())
-        return SARDPipeline(ema_denoiser, scheduler, resolution=config.resolution, crop_size=config.crop_size)
+        return SARDPipeline(ema_denoiser, scheduler, resolution=config.resolution, crop_size=config.crop_size,
+                            max_crop_size=config.max_crop_size)
 
     def save(step: int, wall: float) -> None:
         if accelerator.is_main_process:
