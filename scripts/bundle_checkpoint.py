@@ -7,13 +7,15 @@ training log (config.yaml, losses.csv, split.json) into ``training_log/``; adds 
 loss log says about the discriminator and, with ``--notes FILE``, the maintainers' observations of the
 samples; checks that the copy loads. A second-stage run (``--init_from``) names its first stage with
 ``--stage1 RUN``, whose log goes to ``training_log/stage-1/``; ``--fidelity OUT/fidelity.md`` (from
-``train/fidelity.py``) adds the fidelity table to the card.
+``train/fidelity.py``) adds the fidelity table to the card; ``--max_crop_size N`` bounds the painting crops of
+a run trained before that setting existed (``SARDPipeline``'s ``max_crop_size``), and says so in the card.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import shutil
 import tempfile
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--notes", type=Path, help="a markdown file appended to the model card")
     parser.add_argument("--stage1", type=Path, help="the first-stage run a second stage started from (--init_from)")
     parser.add_argument("--fidelity", type=Path, help="the fidelity.md that train/fidelity.py wrote for this model")
+    parser.add_argument("--max_crop_size", type=int, help="set the pipeline's bound on a painting crop's longer "
+                        "side (pixels; 0: none) in the bundle")
     args = parser.parse_args()
     for name in ("notes", "fidelity"):
         if getattr(args, name) is not None and not getattr(args, name).is_file():
@@ -116,6 +120,13 @@ def main() -> None:
             for name in LOG_FILES:
                 shutil.copy2(args.stage1 / name, staging / "training_log" / "stage-1" / name)
         card = (staging / "README.md").read_text().rstrip("\n") + "\n\n"
+        if args.max_crop_size is not None:
+            index = json.loads((staging / "model_index.json").read_text())
+            index["max_crop_size"] = args.max_crop_size
+            (staging / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+            card += (f"Painting crops are bounded at {args.max_crop_size} px on their longer side (`max_crop_size` in "
+                     "`model_index.json`, set when bundled): a mask too large for that is painted at a lower scale, "
+                     "so no defect costs more than one such crop.\n\n")
         card += discriminator_summary(args.run_dir / "losses.csv")
         if args.fidelity is not None:
             card += "\n" + fidelity_section(args.fidelity.read_text())

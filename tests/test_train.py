@@ -365,9 +365,11 @@ def test_bundle_script_puts_both_stages_and_the_measurements_in_the_card(data, t
     report.write_text("# Fidelity: fixture\n\n| defect | C2ST |\n|---|---:|\n| scratch | 0.61 |\n")
     script = REPO_ROOT / "scripts" / "bundle_checkpoint.py"
     command = [sys.executable, str(script), str(second), str(target),
-               "--stage1", str(first), "--fidelity", str(report)]
+               "--stage1", str(first), "--fidelity", str(report), "--max_crop_size", "48"]
     subprocess.run(command, check=True, env=_env(), capture_output=True, timeout=600)
     card = (target / "README.md").read_text()
+    assert SARDPipeline.from_pretrained(target).config.max_crop_size == 48 and "bounded at 48 px" in card
+    assert "| painting crops, longest side | no bound |" in card  # the run itself was trained without the bound
     assert "| mask | " in card and "| global | " in card and "t = 4" in card
     assert "## Fidelity (held-out masks" in card and "| scratch | 0.61 |" in card and "# Fidelity: fixture" not in card
     assert (target / "training_log" / "stage-1" / "losses.csv").read_text() == (first / "losses.csv").read_text()

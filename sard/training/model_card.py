@@ -77,6 +77,8 @@ def model_card(
             "task": {"type": "image-segmentation", "name": "downstream defect segmentation"},
             "metrics": [{"type": k, "value": round(v, 4)} for k, v in metrics.items()],
         }]}]
+    painting_bound = (f"at most {config.max_crop_size} px (larger masks painted at a lower scale)"
+                      if config.max_crop_size else "no bound")
     split_lines = "\n".join(
         f"| {d} | {train} | {held} |" for d, (train, held) in split_counts.items()
     )
@@ -117,6 +119,7 @@ trained this model; the rest are held out (the exact lists are in the run direct
 | hardware | {hardware_used} |
 | batch size (per process) | {config.batch_size} |
 | crop size / working resolution | {config.crop_size} px / {config.resolution} px |
+| painting crops, longest side | {painting_bound} |
 | denoiser channels | {config.channels} |
 | reverse steps T | {config.num_timesteps} |
 | started from | {f"the denoiser of `{config.init_from}`" if config.init_from else "random initialisation"} |
