@@ -50,7 +50,7 @@ def measure(pipe: SARDPipeline, items, settings: list[tuple[int, int]], device: 
                                       resolution=resolution, max_crop_size=max_crop_size)
 
             wall, cpu = timed_both(paint, device)
-            box = pipe.working_crop(canvas, mask, resolution, max_crop_size).box
+            box = pipe.crop_box(mask, resolution, max_crop_size)
             total = totals[(resolution, max_crop_size)]
             total[0] += wall
             total[1] += cpu

@@ -188,6 +188,15 @@ class SARDPipeline(DiffusionPipeline):
             raise ValueError(f"max_crop_size must be a number of pixels, 0 (no bound) or None, got {max_crop_size!r}.")
         return images, masks, defects, generators
 
+    def crop_box(self, mask: np.ndarray, resolution: int | None = None,
+                 max_crop_size: int | None = None) -> cropping.CropBox:
+        """Where the crop around a non-empty `(H, W)` bool mask lies in its image, and its size at working scale
+        (see :meth:`working_crop`; ``resolution`` and ``max_crop_size`` default to the model's)."""
+        scale = cropping.working_scale(*mask.shape, self.config.resolution if resolution is None else resolution)
+        max_crop_size = self.config.max_crop_size if max_crop_size is None else max_crop_size
+        return cropping.mask_crop_box(mask, scale, self.config.crop_size, self.config.context,
+                                      multiple=self.denoiser.stride, max_size=max_crop_size or None)
+
     def working_crop(self, image, mask_image, resolution: int | None = None,
                      max_crop_size: int | None = None) -> WorkingCrop:
         """Decode one image and its mask and cut the crop the network works on: the mask's bounding box with
@@ -200,13 +209,7 @@ class SARDPipeline(DiffusionPipeline):
             raise ValueError(
                 "The mask is empty: there is nothing to synthesise. Paint (white) the region for the defect."
             )
-        scale = cropping.working_scale(*decoded.size, self.config.resolution if resolution is None else resolution)
-        if max_crop_size is None:
-            max_crop_size = self.config.get("max_crop_size", 0)
-        box = cropping.mask_crop_box(
-            mask, scale, self.config.crop_size, self.config.context, multiple=self.denoiser.stride,
-            max_size=max_crop_size or None,
-        )
+        box = self.crop_box(mask, resolution, max_crop_size)
         rows, cols = box.slices
         size = (box.work_height, box.work_width)
         rgb = image_io.to_unit_rgb(decoded.pixels[rows, cols], decoded)

@@ -362,7 +362,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
             canvas, real_rgb, mask, resized = prepared.pop(i)
             real_gray, painted_gray = realism.luma(real_rgb), outputs[i][0]
             pasted_gray = np.where(mask, real_gray, grey_levels(canvas))
-            box = pipe.working_crop(canvas, mask, resolution, max_crop_size).box
+            box = pipe.crop_box(mask, resolution, max_crop_size)
             roundtrip_gray = np.where(mask, working_round_trip(real_gray, box.scale), real_gray)
 
             def crop(gray, mask=mask):
