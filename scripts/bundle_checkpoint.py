@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from sard import SARDPipeline
+from sard.training.held_out import held_out_accuracy
 
 PIPELINE_FILES = ["model_index.json", "README.md", "denoiser", "scheduler"]
 LOG_FILES = ["config.yaml", "losses.csv", "split.json"]
@@ -58,23 +59,19 @@ def discriminator_summary(losses_csv: Path, tail: float = 0.1) -> str:
 def held_out_summary(rows: list[dict], tail: float = 0.25) -> str:
     """Each head's accuracy on the held-out crops (real against the denoiser's fakes), per level, averaged
     over the last ``tail`` of the steps that measured it; empty when the run did not measure it."""
-    measured = [row for row in rows if row.get("held_out_acc_mask_t1") or row.get("held_out_acc_global_t1")]
-    if not measured:
+    summary = held_out_accuracy(rows, tail)
+    if summary is None:
         return ""
-    last = measured[-max(1, int(len(measured) * tail)) :]
-    levels = sorted({int(k.rsplit("_t", 1)[1]) for k in last[0] if k.startswith("held_out_acc_")})
+    levels = sorted({t for per_level in summary.accuracy.values() for t in per_level})
     lines = [
         f"Discriminator accuracy on held-out real defects against the denoiser's fakes (0.5: chance), averaged over "
-        f"the last {len(last)} measurements (steps {last[0]['step']}-{last[-1]['step']}):",
+        f"the last {summary.n} measurements (steps {summary.first_step}-{summary.last_step}):",
         "",
         "| head | " + " | ".join(f"t = {t}" for t in levels) + " |",
         "|---|" + "---:|" * len(levels),
     ]
-    for head in ("global", "mask"):
-        values = [[float(row[f"held_out_acc_{head}_t{t}"]) for row in last if row.get(f"held_out_acc_{head}_t{t}")]
-                  for t in levels]
-        if all(values):
-            lines.append(f"| {head} | " + " | ".join(f"{sum(v) / len(v):.2f}" for v in values) + " |")
+    for head, per_level in summary.accuracy.items():
+        lines.append(f"| {head} | " + " | ".join(f"{per_level[t]:.2f}" for t in levels) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -24,6 +24,7 @@ from sard.evaluation import ablation_report, ablation_run, probe
 from sard.evaluation.ablation import VARIANTS, load_ablation_config, parse_variants
 from sard.synthesis import cli as synthesis_cli
 from sard.training.config import TrainConfig
+from sard.training.held_out import HeldOutAccuracy, held_out_accuracy
 from sard.training.trainer import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +40,16 @@ def data(tmp_path_factory):
                         problems={"empty_mask": ("a", 4)})
 
 
+# The fidelity command at its smallest: enough for its classifier test to run, not to mean anything.
+TINY_FIDELITY = {"masks_per_type": 2, "diversity_masks": 1, "seeds": 2, "folds": 2, "c2st_steps": 2, "crop_size": 16}
+
+
 def _config(tmp_path: Path, train=None, **extra) -> Path:
-    """An ablation config on debug.yaml with a tiny harness, one thread everywhere."""
+    """An ablation config on debug.yaml with a tiny harness, one thread everywhere, no fidelity figures."""
     body = {"train_config": str(CONFIGS / "debug.yaml"), "train": {"max_steps": 1, "num_threads": 1, **(train or {})},
             "eval_config": str(CONFIGS / "eval-cpu-128.yaml"),
             "eval": {"n_per_defect": 1, "resolution": 32, "steps": 1, "batch_size": 2, "num_threads": 1},
-            "probe_per_defect": 1, "ring_width": 2, "figure_per_defect": 1, **extra}
+            "probe_per_defect": 1, "ring_width": 2, "figure_per_defect": 1, "fidelity": None, **extra}
     path = tmp_path / "ablation.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
@@ -306,11 +311,14 @@ def test_report_rows_table_and_chart(tmp_path):
 
 
 def test_config_files(tmp_path):
-    for name in ("ablation-cpu.yaml", "ablation-debug.yaml"):
+    for name in ("ablation-cpu.yaml", "ablation-debug.yaml", "ablation-dmg-cpu.yaml"):
         config = load_ablation_config(CONFIGS / name)
         assert Path(config.train_config).is_file() and Path(config.eval_config).is_file()
         config.evaluation()
         load(TrainConfig, config.train_config, {**config.train, "data_root": str(tmp_path)})
+        for overrides in config.categories.values():  # known keys (the stage-1 models are made by hand)
+            load(TrainConfig, config.train_config,
+                 {**config.train, **overrides, "init_from": "", "data_root": str(tmp_path)})
     bad = tmp_path / "bad.yaml"
     bad.write_text("train_config: debug.yaml\nprobes: 3\n")
     with pytest.raises(ConfigError, match="Unknown config key.*probes.*missing config key.*eval_config"):
@@ -320,13 +328,74 @@ def test_config_files(tmp_path):
         load_ablation_config(bad)
     with pytest.raises(ConfigError, match="Unknown variant"):
         parse_variants("base,no_rcd")
+    bad.write_text("train_config: debug.yaml\neval_config: eval-cpu-128.yaml\ncategories: {tile: 640}\n")
+    with pytest.raises(ConfigError, match="categories must map a category to its training overrides"):
+        load_ablation_config(bad)
+
+
+def test_category_overrides_reach_every_model_of_that_category_only(data, tmp_path):
+    config = load_ablation_config(_config(tmp_path, categories={"widget": {"resolution": 48, "crop_size": 16}}))
+    for name in ("base", "no_mask_head"):
+        widget = config.training(VARIANTS[name], str(data.data_root), "widget", tmp_path / name)
+        assert (widget.resolution, widget.crop_size) == (48, 16)
+        assert widget.mask_head == (name == "base")  # the variant's switch still on top
+        other = config.training(VARIANTS[name], str(data.data_root), "gadget", tmp_path / name)
+        assert (other.resolution, other.crop_size) != (48, 16)
+    # They are part of what the numbers depend on: another override is another ablation.
+    again = load_ablation_config(_config(tmp_path, categories={"widget": {"resolution": 64}}))
+    assert again.identity() != config.identity()
+
+
+def test_fidelity_and_discriminator_rows(tmp_path):
+    variants = parse_variants("no_mask_head,unconstrained")
+    probes = {v.name: {"a": _summary(-10.0, 2.0, drift=0.0), "all": _summary(-10.0, 2.0, drift=0.0)}
+              for v in variants}
+    real = {"a": _summary(-20.0, 1.0), "all": _summary(-20.0, 1.0)}
+
+    def measured(c2st, texture, inside):
+        row = {"c2st": c2st, "c2st_se": 0.03, "texture_ratio": texture, "texture_in_range": inside,
+               "texture_real_p10": 0.8, "texture_real_p90": 1.6, "contrast": -12.0, "contrast_in_range": True,
+               "diversity": 0.3}
+        return {"a": row, "all": row}
+
+    fidelity = {"base": measured(0.75, 1.1, True), "no_mask_head": measured(0.9, 0.5, False)}
+    judges = {"base": HeldOutAccuracy(10, 20, 2, {"global": {1: 0.61, 2: 0.5}, "mask": {1: 0.7, 2: 0.55}}),
+              "no_mask_head": HeldOutAccuracy(10, 20, 2, {"global": {1: 0.58, 2: 0.5}})}
+    rows = ablation_report.ablation_rows("tile", variants, {}, probes, real, fidelity, judges)
+    index = {(r["variant"], r["defect"]): r for r in rows}
+    assert index[("base", "all")]["disc_mask_t1"] == 0.7 and index[("base", "all")]["disc_global_t1"] == 0.61
+    assert math.isnan(index[("no_mask_head", "all")]["disc_mask_t1"])  # it has no mask-aware head
+    assert math.isnan(index[("base", "a")]["disc_mask_t1"])  # a model's figure: on its "all" row only
+    assert math.isnan(index[("unconstrained", "all")]["c2st"])  # sampling-time variants are not measured
+    table = ablation_report.markdown(rows, {"base": "SARD"})
+    assert "| base | SARD | 0.75 ± 0.03 | 1.10 | 1 of 1 | -12.0 | 0.30 | 0.61 | 0.70 |" in table
+    assert "| no_mask_head |  | 0.90 ± 0.03 | 0.50 | 0 of 1 | -12.0 | 0.30 | 0.58 | – |" in table
+    assert "| a | no_mask_head | 0.90 | 0.50 | 0.80–1.60 | no | -12.0 | yes | 0.30 |" in table
+    # Without fidelity figures and discriminator logs the report is the one it was.
+    plain = ablation_report.ablation_rows("tile", variants, {}, probes, real)
+    assert "Fidelity" not in ablation_report.markdown(plain)
+
+
+def test_held_out_accuracy_is_the_mean_of_the_last_quarter():
+    rows = [{"step": str(10 * i), "held_out_acc_global_t1": "", "held_out_acc_mask_t1": ""} for i in range(1, 4)]
+    assert held_out_accuracy(rows) is None  # never measured
+    rows = [{"step": str(10 * i), "held_out_acc_global_t1": str(0.5 + i / 100), "held_out_acc_mask_t1": str(i / 10),
+             "held_out_acc_global_t2": "0.5", "held_out_acc_mask_t2": "0.6"} for i in range(1, 9)]
+    rows.insert(3, {"step": "35", "held_out_acc_global_t1": "", "held_out_acc_mask_t1": ""})  # a step not measured
+    summary = held_out_accuracy(rows)
+    assert (summary.first_step, summary.last_step, summary.n) == (70, 80, 2)
+    assert summary.accuracy["mask"] == pytest.approx({1: 0.75, 2: 0.6})
+    assert summary.accuracy["global"][1] == pytest.approx(0.575)
+    global_only = [{k: v for k, v in r.items() if "mask" not in k} for r in rows]
+    assert set(held_out_accuracy(global_only).accuracy) == {"global"}
 
 
 # --- the ablation (train/ablate.py) end to end ---------------------------------------------------------------------
 
 
 def test_ablate_end_to_end_then_resume(data, tmp_path):
-    config = _config(tmp_path, train={"max_steps": 2})
+    train_settings = {"max_steps": 2, "held_out_every": 2, "log_every": 1}
+    config = _config(tmp_path, train=train_settings, fidelity=TINY_FIDELITY)
     out = tmp_path / "out"
     argv = ["--data_root", str(data.data_root), "--category", data.category, "--config", str(config),
             "--output_dir", str(out), "--variants", "unconstrained"]
@@ -339,11 +408,18 @@ def test_ablate_end_to_end_then_resume(data, tmp_path):
     assert float(rows[("base", "all")]["drift"]) == 0.0 and float(rows[("unconstrained", "all")]["drift"]) > 0.0
     assert 0.0 <= float(rows[("unconstrained", "all")]["miou"]) <= 100.0
     assert "### widget" in (out / "ablation.md").read_text()
+    # The fidelity figures of the base (the unconstrained variant samples otherwise: not measured), and its
+    # discriminator's held-out accuracy from its loss log.
+    assert 0.0 <= float(rows[("base", "all")]["c2st"]) <= 1.0 and rows[("unconstrained", "all")]["c2st"] == "nan"
+    assert 0.0 <= float(rows[("base", "all")]["disc_mask_t1"]) <= 1.0
+    assert "| base | SARD as configured |" in (out / "ablation.md").read_text().split("Fidelity (")[1]
     # One row per defect type, columns: input, the two variants, the raw unconstrained crop, the real defect.
     assert PIL.Image.open(out / "figure-widget.png").size[0] == 5 * 128
     weights = out / "widget" / "models" / "base" / "denoiser" / "diffusion_pytorch_model.safetensors"
     counts = out / "widget" / "eval" / "base" / "runs" / "widget" / "sard" / "seed-0" / "counts.json"
-    stamps = {p: p.stat().st_mtime_ns for p in (weights, counts, out / "widget" / "probe" / "unconstrained.json")}
+    fidelity = out / "widget" / "fidelity" / "base" / "fidelity.csv"
+    stamps = {p: p.stat().st_mtime_ns
+              for p in (weights, counts, out / "widget" / "probe" / "unconstrained.json", fidelity)}
     table = (out / "ablation.csv").read_text()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -351,11 +427,12 @@ def test_ablate_end_to_end_then_resume(data, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (out / "ablation.csv").read_text() == table
     timing = json.loads((out / "widget" / "timing.json").read_text())
-    assert {"train base", "evaluate base", "probe unconstrained"} <= set(timing)
+    assert {"train base", "evaluate base", "probe unconstrained", "fidelity base"} <= set(timing)
     # Another budget into the same folder is refused, not mixed in.
     other = tmp_path / "other"
     other.mkdir()
-    argv[argv.index("--config") + 1] = str(_config(other, train={"max_steps": 3}))
+    argv[argv.index("--config") + 1] = str(_config(other, train={**train_settings, "max_steps": 3},
+                                                   fidelity=TINY_FIDELITY))
     with pytest.raises(ConfigError, match="other training settings \\(max_steps differ\\)"):
         ablation_run.main(argv)
 

@@ -67,24 +67,31 @@ class AblationConfig:
         train_config: the base model's training recipe (a ``train/configs`` YAML; relative paths are read
             from the ablation config's folder).
         train: overrides of that recipe for every trained model, the base included (the budget: max_steps).
+        categories: per-category overrides of ``train``, e.g. ``{magnetic_tile: {resolution: 640, init_from:
+            PATH}}``: a stage-2 recipe trains at each category's own image scale, from that category's stage-1 model.
         eval_config: the evaluation harness's config (the main table's), and ``eval`` its overrides.
         probe_per_defect: held-out masks per defect type filled by every variant for the realism figures.
         ring_width: width in working-scale pixels of the ring around the mask (contrast, texture, drift).
         figure_per_defect: rows per defect type in the side-by-side figure.
+        fidelity: options of ``train/fidelity.py`` (e.g. ``{masks_per_type: 16}``) for the fidelity figures of every
+            variant that samples as the pipeline does (the base and the trained variants); ``null``: not measured.
     """
 
     train_config: str
     eval_config: str
     train: dict = field(default_factory=dict)
+    categories: dict = field(default_factory=dict)
     eval: dict = field(default_factory=dict)
     probe_per_defect: int = 24
     ring_width: int = 3
     figure_per_defect: int = 2
+    fidelity: dict | None = field(default_factory=dict)
 
     def training(self, variant: Variant, data_root: str, category: str, output_dir: str | Path) -> TrainConfig:
         """The training config of ``variant``'s model: the recipe, the budget, the variant's switch."""
         run = {"data_root": str(data_root), "category": category, "output_dir": str(output_dir), "resume": "latest"}
-        base = configs.load(TrainConfig, self.train_config, {**self.train, **run})
+        recipe = {**self.train, **(self.categories.get(category) or {})}
+        base = configs.load(TrainConfig, self.train_config, {**recipe, **run})
         if variant.train:
             same = [k for k, v in variant.train.items() if getattr(base, k) == v]
             if same:
@@ -92,7 +99,7 @@ class AblationConfig:
                     f"The base recipe already has {', '.join(f'{k} = {variant.train[k]}' for k in same)}: "
                     f"{variant.name} would be the base model. Leave it out with --variants, or change the recipe."
                 )
-        return configs.load(TrainConfig, self.train_config, {**self.train, **variant.train, **run})
+        return configs.load(TrainConfig, self.train_config, {**recipe, **variant.train, **run})
 
     def validate(self) -> None:
         fixed = sorted({"background", "region_constraint"} & set(self.eval or {}))
@@ -101,6 +108,11 @@ class AblationConfig:
         for key in ("probe_per_defect", "ring_width", "figure_per_defect"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be a whole number of at least 1, got {getattr(self, key)!r}.")
+        if self.fidelity is not None and not isinstance(self.fidelity, dict):
+            raise ConfigError("fidelity must be options of train/fidelity.py, e.g. {masks_per_type: 16}, or null.")
+        if not isinstance(self.categories, dict) or not all(isinstance(v, dict) for v in self.categories.values()):
+            raise ConfigError("categories must map a category to its training overrides, e.g. "
+                              "{magnetic_tile: {resolution: 640}}.")
 
     def evaluation(self) -> EvalConfig:
         return configs.load(EvalConfig, self.eval_config, self.eval)
@@ -110,8 +122,8 @@ class AblationConfig:
         train = dataclasses.asdict(configs.load(TrainConfig, self.train_config, {**self.train, "data_root": "."}))
         for key in (*RUNTIME_KEYS, "category"):
             train.pop(key, None)
-        return {"train": train, "eval": self.evaluation().identity(), "probe_per_defect": self.probe_per_defect,
-                "ring_width": self.ring_width}
+        return {"train": train, "categories": self.categories, "eval": self.evaluation().identity(),
+                "probe_per_defect": self.probe_per_defect, "ring_width": self.ring_width, "fidelity": self.fidelity}
 
 
 def load_ablation_config(path: str | Path, overrides: dict | None = None) -> AblationConfig:

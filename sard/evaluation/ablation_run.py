@@ -39,10 +39,12 @@ from ..files import sha256, write_json
 from ..pipeline import SARDPipeline
 from ..processes import require_one_process
 from ..training.config import TrainConfig
+from ..training.held_out import HeldOutAccuracy, held_out_accuracy, read_loss_log
 from ..training.trainer import train
-from . import ablation_report, benchmark, probe
+from . import ablation_report, benchmark, fidelity_run, probe
 from .ablation import RUNTIME_KEYS, VARIANTS, AblationConfig, Variant, load_ablation_config, parse_variants
 from .config import EvalConfig
+from .fidelity_report import read_fidelity_csv
 from .report import read_csv
 
 
@@ -153,6 +155,47 @@ def downstream_of(folder: Path, category: str) -> dict:
             for r in read_csv(path) if r["method"] == "sard" and r["category"] == category}
 
 
+def fidelity_variant(data_root: str, category: str, config: AblationConfig, variant: Variant, checkpoint: Path,
+                     root: Path) -> None:
+    """``train/fidelity.py`` on ``variant``'s model into ``OUT/CAT/fidelity/<variant>/`` (skipped when done with
+    the same model and options). Only for variants that sample as the pipeline does: the command has no switches."""
+    folder = root / "fidelity" / variant.name
+    marker = folder / "model.json"
+    stamp = {"checkpoint": str(checkpoint), "denoiser_sha256": weights_digest(checkpoint), "options": config.fidelity}
+    if marker.is_file():
+        before = json.loads(marker.read_text())
+        if before["denoiser_sha256"] != stamp["denoiser_sha256"] or before["options"] != stamp["options"]:
+            raise ConfigError(f"{folder} was measured with another {variant.model} model or other fidelity options. "
+                              "Delete it (or pass another --output_dir) to measure this one.")
+        if (folder / "fidelity.csv").is_file():
+            return
+    write_json(marker, stamp)
+    options = {"seed": config.evaluation().seed, "num_threads": config.evaluation().num_threads, **config.fidelity}
+    argv = ["--checkpoint", str(checkpoint), "--data_root", data_root, "--category", category, "--output_dir",
+            str(folder)]
+    for key, value in options.items():
+        argv += [f"--{key}", str(value)]
+    fidelity_run.main(argv)
+
+
+def samples_as_the_pipeline(variant: Variant) -> bool:
+    return variant.background == "clean" and variant.region_constraint
+
+
+def fidelity_of(folder: Path) -> dict:
+    """``{defect (and "all"): fidelity row}`` of a variant's fidelity folder, ``{}`` when not measured."""
+    path = folder / "fidelity.csv"
+    return {r["defect"]: r for r in read_fidelity_csv(path)} if path.is_file() else {}
+
+
+def discriminator_of(model: Path) -> HeldOutAccuracy | None:
+    """What the discriminator of a trained model did over its last quarter (its run's or bundle's loss log)."""
+    for path in (model / "losses.csv", model / "training_log" / "losses.csv"):
+        if path.is_file():
+            return held_out_accuracy(read_loss_log(path))
+    return None
+
+
 def load_pipeline(checkpoint: Path) -> SARDPipeline:
     pipe = SARDPipeline.from_pretrained(checkpoint)
     pipe.set_progress_bar_config(disable=True)
@@ -236,8 +279,13 @@ def write_report(output_dir: Path, config: AblationConfig, identity: dict) -> li
                 probes[v.name] = probe.summaries(json.loads(path.read_text())["records"])
         real_path = root / "probe" / "real.json"
         real = probe.summaries(json.loads(real_path.read_text())["records"]) if real_path.is_file() else {}
+        fidelities = {v.name: fidelity_of(root / "fidelity" / v.name) for v in variants}
+        base = Path(body["base_checkpoint"] or root / "models" / "base")
+        discriminators = {v.name: discriminator_of(base if v.name == "base" else root / "models" / v.name)
+                          for v in variants if v.model == v.name}
         rows += ablation_report.ablation_rows(category, variants, {k: v for k, v in downstream.items() if v},
-                                              probes, real)
+                                              probes, real, {k: v for k, v in fidelities.items() if v},
+                                              {k: v for k, v in discriminators.items() if v})
     train, harness = identity["train"], identity["eval"]
     note = (
         f"Models: `{Path(config.train_config).name}` with {train['max_steps']} steps of {train['batch_size']}, seed "
@@ -248,7 +296,7 @@ def write_report(output_dir: Path, config: AblationConfig, identity: dict) -> li
         f"same seeds, measured at the model's working scale with a ring of {config.ring_width} px: contrast = "
         "mean inside - mean in the ring (grey levels), texture ratio = mean |Laplacian| inside / in the ring, gaps "
         "= painted - real (texture: log2 of the ratios), drift = mean |change| in the ring before the paste "
-        "(0: bit for bit)." + "".join(given)
+        "(0: bit for bit)." + fidelity_note(config) + "".join(given)
     )
     descriptions = {name: v.description for name, v in VARIANTS.items()}
     (output_dir / "ablation.md").write_text(note + "\n\n" + ablation_report.markdown(rows, descriptions))
@@ -256,6 +304,19 @@ def write_report(output_dir: Path, config: AblationConfig, identity: dict) -> li
     if rows:
         ablation_report.bar_chart(rows, output_dir / "ablation.png")
     return rows
+
+
+def fidelity_note(config: AblationConfig) -> str:
+    if config.fidelity is None:
+        return ""
+    options = ", ".join(f"--{k} {v}" for k, v in config.fidelity.items())
+    return (" Fidelity: `train/fidelity.py`" + (f" ({options})" if options else "") + " on each variant that samples "
+            "as the pipeline does: held-out masks painted into held-out normal images at full resolution; C2ST = "
+            "held-out accuracy of a small classifier telling painted from real defect crops (0.5: "
+            "indistinguishable), texture ratio and contrast against the real defects' p10-p90, diversity = "
+            "per-pixel std across seeds / the real defects' spatial std. Discriminator: each head's accuracy on "
+            "held-out real defects against the denoiser's fakes at t = 1, over the last quarter of training (0.5: "
+            "chance; `losses.csv`).")
 
 
 def run(data_root: str, category: str, config: AblationConfig, variants: list[Variant], output_dir: str | Path,
@@ -305,6 +366,9 @@ def run(data_root: str, category: str, config: AblationConfig, variants: list[Va
             timing.run(f"evaluate {variant.name}", evaluate_variant, data_root, category, config, variant,
                        checkpoint, root)
             timing.run(f"probe {variant.name}", probe_variant, pipe, items, config, variant, digest, root, keep)
+            if config.fidelity is not None and samples_as_the_pipeline(variant):
+                timing.run(f"fidelity {variant.name}", fidelity_variant, data_root, category, config, variant,
+                           checkpoint, root)
             write_report(output_dir, config, identity)
 
     grid = figure(root, variants, keep)

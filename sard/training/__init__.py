@@ -5,5 +5,6 @@
 - :mod:`.losses`: the formulas of the DMG losses (docs/METHOD.md, "DMG").
 - :mod:`.dmg`: :class:`~sard.training.dmg.DMGLoss`, both losses of a step on the networks and a batch.
 - :mod:`.trainer`: :func:`~sard.training.trainer.train`, the loop (``train/train_sard.py``).
-- :mod:`.checkpoints`: checkpoints that survive being killed; :mod:`.model_card`; :mod:`.previews`: the sample grid.
+- :mod:`.checkpoints`: checkpoints that survive being killed; :mod:`.model_card`; :mod:`.previews`: the sample grid;
+  :mod:`.held_out`: the discriminator's held-out accuracy from the loss log.
 """
