@@ -6,6 +6,7 @@ name SARD's own components, and its weights may only be safetensors files (a pic
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -88,6 +89,27 @@ def check_checkpoint(folder: str | Path) -> None:
             f"{config_path} does not match {weights.name}: {name} is {found.get(name, 'absent')} in the weights "
             f"but {expected.get(name, 'absent')} for the config. Use the config saved with these weights."
         )
+
+
+def pipeline_digest(folder: str | Path) -> str:
+    """SHA-256 of what decides a local checkpoint's output: the pipeline's settings in ``model_index.json``, the
+    components' configs and the denoiser's weights. Records made with a model (a benchmark's counts, a synthetic
+    set) keep it, so that new weights or settings at the same path are not taken for the old ones. Metadata
+    (``_diffusers_version``, ``_name_or_path``...) is left out: saving again with another diffusers is the same
+    model."""
+    folder = Path(folder)
+
+    def settings(path: Path) -> dict:
+        return {k: v for k, v in _read_json(path).items() if not k.startswith("_")}
+
+    parts = {"pipeline": {k: v for k, v in settings(folder / "model_index.json").items() if k in PIPELINE_CONFIG},
+             "denoiser": settings(folder / "denoiser" / "config.json"),
+             "scheduler": settings(folder / "scheduler" / "scheduler_config.json")}
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    with open(folder / "denoiser" / WEIGHTS, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _safetensors_shapes(path: Path) -> dict[str, list[int]] | None:

@@ -150,6 +150,32 @@ def test_same_seed_same_numbers_and_reruns_skip(evaluate, data, checkpoint, tmp_
     assert counts.stat().st_mtime_ns == stamp
 
 
+def test_a_new_model_at_the_same_path_is_not_taken_for_the_old_one(evaluate, data, tmp_path):
+    """The sard rows are recomputed when the weights or the pipeline's settings at the checkpoint's path change;
+    the rows that do not use it are kept."""
+    model = tmp_path / "model"
+    make_pipeline(seed=0).save_pretrained(model)
+    _run(evaluate, data, model, tmp_path / "out", methods="real,sard")
+    runs = tmp_path / "out" / "runs" / "widget"
+    stamps = {row: (runs / row / "seed-0" / "counts.json").stat().st_mtime_ns for row in ("real", "sard")}
+    _run(evaluate, data, model, tmp_path / "out", methods="real,sard")  # the same model: all kept
+    assert {row: (runs / row / "seed-0" / "counts.json").stat().st_mtime_ns for row in stamps} == stamps
+    for change in ("weights", "settings"):
+        if change == "weights":
+            make_pipeline(seed=1).save_pretrained(model)
+        else:
+            index = json.loads((model / "model_index.json").read_text())
+            (model / "model_index.json").write_text(json.dumps({**index, "max_crop_size": 24}))
+        # The synthetic set made with the old model is refused rather than mixed in; a new folder is clean.
+        with pytest.raises(ConfigError, match="pipeline_sha256 differ"):
+            _run(evaluate, data, model, tmp_path / "out", methods="real,sard")
+        shutil.rmtree(tmp_path / "out" / "synthetic")
+        _run(evaluate, data, model, tmp_path / "out", methods="real,sard")
+        now = {row: (runs / row / "seed-0" / "counts.json").stat().st_mtime_ns for row in stamps}
+        assert now["real"] == stamps["real"] and now["sard"] != stamps["sard"]
+        stamps = now
+
+
 def test_crops_at_the_images_own_scale(evaluate, data, checkpoint, tmp_path):
     """With crops, the segmenter trains on 32 px crops of the 40 x 48 images and is tested on whole images at
     their own size (counts over 40 x 48 pixels each), or scaled to max_side on the longer side."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sard import SARDDenoiser, SARDPipeline, SARDScheduler
-from sard.loading import CheckpointError
+from sard.loading import CheckpointError, pipeline_digest
 
 WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
 
@@ -120,3 +120,17 @@ def _load_error_kwargs(name, **kwargs) -> str:
     with pytest.raises(CheckpointError) as error:
         SARDPipeline.from_pretrained(name, **kwargs)
     return str(error.value)
+
+
+def test_pipeline_digest_follows_the_content_not_the_metadata(copy, saved):
+    before = pipeline_digest(copy)
+    assert pipeline_digest(saved) == before  # another folder, the same model
+    index = json.loads((copy / "model_index.json").read_text())
+    (copy / "model_index.json").write_text(json.dumps({**index, "_diffusers_version": "0.0.1"}))
+    assert pipeline_digest(copy) == before  # saved again by another diffusers: the same model
+    (copy / "model_index.json").write_text(json.dumps({**index, "max_crop_size": 64}))
+    assert pipeline_digest(copy) != before  # painted otherwise
+    (copy / "model_index.json").write_text(json.dumps(index))
+    weights = (copy / WEIGHTS).read_bytes()
+    (copy / WEIGHTS).write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    assert pipeline_digest(copy) != before

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..datasets import read_dataset
 from ..files import atomic_path, write_text
+from ..loading import pipeline_digest
 from ..processes import process_state
 from .masks import MaskAugmentation
 from .methods import Item, build_synthesizer
@@ -77,6 +78,9 @@ class SynthesisSettings:
         for key, default in (("background", "clean"), ("region_constraint", True)):
             if values[key] == default:
                 values.pop(key)
+        # A local checkpoint by its content too: other weights or settings at the same path are another model.
+        if self.method == "sard" and self.checkpoint and (Path(self.checkpoint) / "model_index.json").is_file():
+            values["pipeline_sha256"] = pipeline_digest(self.checkpoint)
         return values
 
 
