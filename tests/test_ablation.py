@@ -355,7 +355,7 @@ def test_fidelity_and_discriminator_rows(tmp_path):
     def measured(c2st, texture, inside):
         row = {"c2st": c2st, "c2st_se": 0.03, "texture_ratio": texture, "texture_in_range": inside,
                "texture_real_p10": 0.8, "texture_real_p90": 1.6, "contrast": -12.0, "contrast_in_range": True,
-               "diversity": 0.3}
+               "diversity": 0.3, "colour": 4.0 if inside else 10.9, "colour_in_range": inside}
         return {"a": row, "all": row}
 
     fidelity = {"base": measured(0.75, 1.1, True), "no_mask_head": measured(0.9, 0.5, False)}
@@ -368,8 +368,8 @@ def test_fidelity_and_discriminator_rows(tmp_path):
     assert math.isnan(index[("base", "a")]["disc_mask_t1"])  # a model's figure: on its "all" row only
     assert math.isnan(index[("unconstrained", "all")]["c2st"])  # sampling-time variants are not measured
     table = ablation_report.markdown(rows, {"base": "SARD"})
-    assert "| base | SARD | 0.75 ± 0.03 | 1.10 | 1 of 1 | -12.0 | 0.30 | 0.61 | 0.70 |" in table
-    assert "| no_mask_head |  | 0.90 ± 0.03 | 0.50 | 0 of 1 | -12.0 | 0.30 | 0.58 | – |" in table
+    assert "| base | SARD | 0.75 ± 0.03 | 1.10 | 1 of 1 | -12.0 | 0.30 | +4.0 (yes) | 0.61 | 0.70 |" in table
+    assert "| no_mask_head |  | 0.90 ± 0.03 | 0.50 | 0 of 1 | -12.0 | 0.30 | +10.9 (no) | 0.58 | – |" in table
     assert "| a | no_mask_head | 0.90 | 0.50 | 0.80–1.60 | no | -12.0 | yes | 0.30 |" in table
     # Without fidelity figures and discriminator logs the report is the one it was.
     plain = ablation_report.ablation_rows("tile", variants, {}, probes, real)
@@ -447,7 +447,8 @@ def test_readme_ablation_tables_are_the_committed_report():
     section = readme.split("## What each part of SARD is worth")[1].split("\n## ")[0]
     results = section.split("### Results")[1]
     rows = [line for line in results.splitlines() if line.startswith("| ") and not line.startswith("|---")]
-    report = (REPO_ROOT / "docs" / "ablation" / "ablation_cpu.md").read_text().splitlines()
+    reports = ("ablation_cpu.md", "ablation_dmg_cpu.md")  # the stage-1 recipe's ablation, and the stage-2 one's
+    report = [line for name in reports for line in (REPO_ROOT / "docs" / "ablation" / name).read_text().splitlines()]
     assert len(rows) >= 14  # both categories: header, five variants and the real defects
     missing = [row for row in rows if row not in report]
-    assert not missing, f"README rows not in docs/ablation/ablation_cpu.md: {missing}"
+    assert not missing, f"README rows not in docs/ablation/{' or '.join(reports)}: {missing}"

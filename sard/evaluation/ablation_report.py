@@ -27,11 +27,12 @@ from .probe import ProbeTile
 COLUMNS = ("variant", "claim", "category", "defect", "miou", "acc", "iou", "contrast", "texture_ratio",
            "contrast_gap", "texture_gap", "drift", "n_probe", "c2st", "c2st_se", "fidelity_texture",
            "texture_in_range", "texture_real_p10", "texture_real_p90", "fidelity_contrast", "contrast_in_range",
-           "diversity", "disc_global_t1", "disc_mask_t1")
+           "diversity", "colour", "colour_in_range", "disc_global_t1", "disc_mask_t1")
 FIDELITY = {"c2st": "c2st", "c2st_se": "c2st_se", "fidelity_texture": "texture_ratio",
             "texture_in_range": "texture_in_range", "texture_real_p10": "texture_real_p10",
             "texture_real_p90": "texture_real_p90", "fidelity_contrast": "contrast",
-            "contrast_in_range": "contrast_in_range", "diversity": "diversity"}
+            "contrast_in_range": "contrast_in_range", "diversity": "diversity", "colour": "colour",
+            "colour_in_range": "colour_in_range"}
 NAN = math.nan
 
 
@@ -81,7 +82,7 @@ def ablation_rows(category: str, variants: list[Variant], downstream: dict[str, 
                          "texture_ratio": real[defect]["texture_ratio"], "n_probe": real[defect]["n"]})
     figures = ("contrast", "texture_ratio", "contrast_gap", "texture_gap", "drift", "c2st", "c2st_se",
                "fidelity_texture", "texture_real_p10", "texture_real_p90", "fidelity_contrast", "diversity",
-               "disc_global_t1", "disc_mask_t1")
+               "colour", "disc_global_t1", "disc_mask_t1")
     return [{k: round(v, 4) if k in figures and not _nan(v) else v for k, v in row.items()} for row in rows]
 
 
@@ -133,6 +134,11 @@ def _in(flag) -> str:
     return "–" if _nan(flag) else ("yes" if flag else "no")
 
 
+def _colour(row: dict) -> str:
+    """The colour figure (0 on grey images) and whether it is in the real range."""
+    return "–" if _nan(row["colour"]) else f"{row['colour']:+.1f} ({_in(row['colour_in_range'])})"
+
+
 def fidelity_markdown(rows: list[dict], descriptions: dict[str, str]) -> list[str]:
     """The fidelity figures and the discriminator's accuracy of one category's rows; none when not measured."""
     measured = [r for r in rows if not _nan(r.get("c2st", NAN)) or not _nan(r.get("disc_mask_t1", NAN))
@@ -142,8 +148,9 @@ def fidelity_markdown(rows: list[dict], descriptions: dict[str, str]) -> list[st
     lines = ["Fidelity (`train/fidelity.py`: C2ST, texture ratio, contrast and diversity on held-out masks at full "
              "resolution) and the discriminator (held-out accuracy at t = 1 over the last quarter of training):", "",
              "| variant | what changes | C2ST | texture ratio | types with texture in the real p10–p90 | contrast | "
-             "diversity | discriminator: global head | discriminator: mask-aware head |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "diversity | colour (in the real p10–p90) | discriminator: global head | discriminator: mask-aware "
+             "head |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in rows if r["defect"] == "all" and r["variant"] != "real"):
         types = [x for x in rows if x["variant"] == r["variant"] and x["defect"] != "all"
                  and not _nan(x["texture_in_range"])]
@@ -151,7 +158,8 @@ def fidelity_markdown(rows: list[dict], descriptions: dict[str, str]) -> list[st
         c2st = "–" if _nan(r["c2st"]) else f"{r['c2st']:.2f} ± {r['c2st_se']:.2f}"
         lines.append(f"| {r['variant']} | {descriptions.get(r['variant'], '')} | {c2st} | "
                      f"{_fmt(r['fidelity_texture'])} | {inside} | {_fmt(r['fidelity_contrast'], '+.1f')} | "
-                     f"{_fmt(r['diversity'])} | {_fmt(r['disc_global_t1'])} | {_fmt(r['disc_mask_t1'])} |")
+                     f"{_fmt(r['diversity'])} | {_colour(r)} | {_fmt(r['disc_global_t1'])} | "
+                     f"{_fmt(r['disc_mask_t1'])} |")
     lines += ["", "Fidelity per defect type (texture ratio, with the real defects' p10–p90):", "",
               "| defect | variant | C2ST | texture ratio | real p10–p90 | in range | contrast | in range | "
               "diversity |",
