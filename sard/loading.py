@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .denoiser import SARDDenoiser
+from .files import sha256
 
 # model_index.json records where each component's class lives; these paths are part of the format.
 COMPONENTS = {"denoiser": ("sard.denoiser", "SARDDenoiser"), "scheduler": ("sard.scheduler", "SARDScheduler")}
@@ -104,12 +105,9 @@ def pipeline_digest(folder: str | Path) -> str:
 
     parts = {"pipeline": {k: v for k, v in settings(folder / "model_index.json").items() if k in PIPELINE_CONFIG},
              "denoiser": settings(folder / "denoiser" / "config.json"),
-             "scheduler": settings(folder / "scheduler" / "scheduler_config.json")}
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
-    with open(folder / "denoiser" / WEIGHTS, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+             "scheduler": settings(folder / "scheduler" / "scheduler_config.json"),
+             "weights": sha256(folder / "denoiser" / WEIGHTS)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def _safetensors_shapes(path: Path) -> dict[str, list[int]] | None:

@@ -170,7 +170,8 @@ def fidelity_variant(data_root: str, category: str, config: AblationConfig, vari
         if (folder / "fidelity.csv").is_file():
             return
     write_json(marker, stamp)
-    options = {"seed": config.evaluation().seed, "num_threads": config.evaluation().num_threads, **config.fidelity}
+    harness = config.evaluation()
+    options = {"seed": harness.seed, "num_threads": harness.num_threads, **config.fidelity}
     argv = ["--checkpoint", str(checkpoint), "--data_root", data_root, "--category", category, "--output_dir",
             str(folder)]
     for key, value in options.items():
