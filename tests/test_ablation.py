@@ -329,7 +329,11 @@ def test_config_files(tmp_path):
     with pytest.raises(ConfigError, match="Unknown variant"):
         parse_variants("base,no_rcd")
     bad.write_text("train_config: debug.yaml\neval_config: eval-cpu-128.yaml\ncategories: {tile: 640}\n")
-    with pytest.raises(ConfigError, match="categories must map a category to its training overrides"):
+    with pytest.raises(ConfigError, match="categories must map a category to its overrides"):
+        load_ablation_config(bad)
+    bad.write_text("train_config: debug.yaml\neval_config: eval-cpu-128.yaml\n"
+                   "eval_categories: {tile: {background: noised}}\n")
+    with pytest.raises(ConfigError, match="eval_categories.tile sets background"):
         load_ablation_config(bad)
 
 
@@ -344,6 +348,28 @@ def test_category_overrides_reach_every_model_of_that_category_only(data, tmp_pa
     # They are part of what the numbers depend on: another override is another ablation.
     again = load_ablation_config(_config(tmp_path, categories={"widget": {"resolution": 64}}))
     assert again.identity() != config.identity()
+
+
+def test_eval_category_overrides_reach_that_category_harness_only(data, tmp_path, monkeypatch):
+    plain = load_ablation_config(_config(tmp_path))
+    config = load_ablation_config(_config(tmp_path, eval_categories={"widget": {"input_norm": "per_image",
+                                                                                "defect_weight": 3.0}}))
+    widget, other = config.evaluation("widget"), config.evaluation("gadget")
+    assert (widget.input_norm, widget.defect_weight) == ("per_image", 3.0)
+    assert (other.input_norm, other.defect_weight) == ("fixed", 1.0)
+    assert widget.steps == other.steps == 1  # the shared overrides stay underneath
+    assert config.identity() != plain.identity()
+    assert "eval_categories" not in plain.identity()  # earlier runs keep their identity
+    # The downstream benchmark of a variant runs with its category's harness, the variant's switch on top.
+    seen = []
+    monkeypatch.setattr(ablation_run.benchmark, "run", lambda *args: seen.append(args[-1]))
+    monkeypatch.setattr(ablation_run, "weights_digest", lambda checkpoint: "digest")
+    monkeypatch.setattr(ablation_run, "downstream_of", lambda folder, category: {})
+    ablation_run.evaluate_variant(str(data.data_root), "widget", config, VARIANTS["background_noised"], tmp_path,
+                                  tmp_path / "widget")
+    ablation_run.evaluate_variant(str(data.data_root), "gadget", config, VARIANTS["base"], tmp_path,
+                                  tmp_path / "gadget")
+    assert [(c.input_norm, c.background) for c in seen] == [("per_image", "noised"), ("fixed", "clean")]
 
 
 def test_fidelity_and_discriminator_rows(tmp_path):

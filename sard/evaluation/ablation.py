@@ -70,6 +70,8 @@ class AblationConfig:
         categories: per-category overrides of ``train``, e.g. ``{magnetic_tile: {resolution: 640, init_from:
             PATH}}``: a stage-2 recipe trains at each category's own image scale, from that category's stage-1 model.
         eval_config: the evaluation harness's config (the main table's), and ``eval`` its overrides.
+        eval_categories: per-category overrides of ``eval``, e.g. ``{magnetic_tile: {input_norm: per_image}}``: the
+            main table's harness for a category that needs its own (``eval-cpu-magnetic-tile.yaml``'s keys).
         probe_per_defect: held-out masks per defect type filled by every variant for the realism figures.
         ring_width: width in working-scale pixels of the ring around the mask (contrast, texture, drift).
         figure_per_defect: rows per defect type in the side-by-side figure.
@@ -82,6 +84,7 @@ class AblationConfig:
     train: dict = field(default_factory=dict)
     categories: dict = field(default_factory=dict)
     eval: dict = field(default_factory=dict)
+    eval_categories: dict = field(default_factory=dict)
     probe_per_defect: int = 24
     ring_width: int = 3
     figure_per_defect: int = 2
@@ -102,28 +105,40 @@ class AblationConfig:
         return configs.load(TrainConfig, self.train_config, {**recipe, **variant.train, **run})
 
     def validate(self) -> None:
-        fixed = sorted({"background", "region_constraint"} & set(self.eval or {}))
-        if fixed:
-            raise ConfigError(f"eval sets {', '.join(fixed)}, which each variant sets for itself; remove it.")
+        for name, overrides in (("categories", self.categories), ("eval_categories", self.eval_categories)):
+            if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+                raise ConfigError(f"{name} must map a category to its overrides, e.g. "
+                                  "{magnetic_tile: {resolution: 640}}.")
+        for name, overrides in [("eval", self.eval or {}), *((f"eval_categories.{c}", v)
+                                                            for c, v in self.eval_categories.items())]:
+            fixed = sorted({"background", "region_constraint"} & set(overrides))
+            if fixed:
+                raise ConfigError(f"{name} sets {', '.join(fixed)}, which each variant sets for itself; remove it.")
         for key in ("probe_per_defect", "ring_width", "figure_per_defect"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be a whole number of at least 1, got {getattr(self, key)!r}.")
         if self.fidelity is not None and not isinstance(self.fidelity, dict):
             raise ConfigError("fidelity must be options of train/fidelity.py, e.g. {masks_per_type: 16}, or null.")
-        if not isinstance(self.categories, dict) or not all(isinstance(v, dict) for v in self.categories.values()):
-            raise ConfigError("categories must map a category to its training overrides, e.g. "
-                              "{magnetic_tile: {resolution: 640}}.")
 
-    def evaluation(self) -> EvalConfig:
-        return configs.load(EvalConfig, self.eval_config, self.eval)
+    def eval_overrides(self, category: str | None = None) -> dict:
+        """``eval``, with ``category``'s own overrides on top."""
+        return {**(self.eval or {}), **(self.eval_categories.get(category) or {})}
+
+    def evaluation(self, category: str | None = None) -> EvalConfig:
+        """The harness of ``category`` (None: the one every category shares before its own overrides)."""
+        return configs.load(EvalConfig, self.eval_config, self.eval_overrides(category))
 
     def identity(self) -> dict:
         """What the numbers depend on: the recipe and harness as loaded (not their file names)."""
         train = dataclasses.asdict(configs.load(TrainConfig, self.train_config, {**self.train, "data_root": "."}))
         for key in (*RUNTIME_KEYS, "category"):
             train.pop(key, None)
-        return {"train": train, "categories": self.categories, "eval": self.evaluation().identity(),
-                "probe_per_defect": self.probe_per_defect, "ring_width": self.ring_width, "fidelity": self.fidelity}
+        identity = {"train": train, "categories": self.categories, "eval": self.evaluation().identity(),
+                    "probe_per_defect": self.probe_per_defect, "ring_width": self.ring_width,
+                    "fidelity": self.fidelity}
+        if self.eval_categories:  # added later: only when used, so that earlier runs' identity stays the same
+            identity["eval_categories"] = {c: self.evaluation(c).identity() for c in sorted(self.eval_categories)}
+        return identity
 
 
 def load_ablation_config(path: str | Path, overrides: dict | None = None) -> AblationConfig:

@@ -140,7 +140,7 @@ def evaluate_variant(data_root: str, category: str, config: AblationConfig, vari
         )
     write_json(marker, {"checkpoint": str(checkpoint), "denoiser_sha256": digest})
     switches = {"background": variant.background, "region_constraint": variant.region_constraint}
-    eval_config = configs.load(EvalConfig, config.eval_config, {**config.eval, **switches})
+    eval_config = configs.load(EvalConfig, config.eval_config, {**config.eval_overrides(category), **switches})
     benchmark.run(data_root, [category], ["sard"], [eval_config.seed], {category: str(checkpoint)}, folder,
                   eval_config)
     return downstream_of(folder, category)
@@ -170,7 +170,7 @@ def fidelity_variant(data_root: str, category: str, config: AblationConfig, vari
         if (folder / "fidelity.csv").is_file():
             return
     write_json(marker, stamp)
-    harness = config.evaluation()
+    harness = config.evaluation(category)
     options = {"seed": harness.seed, "num_threads": harness.num_threads, **config.fidelity}
     argv = ["--checkpoint", str(checkpoint), "--data_root", data_root, "--category", category, "--output_dir",
             str(folder)]
@@ -203,9 +203,10 @@ def load_pipeline(checkpoint: Path) -> SARDPipeline:
     return pipe.to("cuda") if torch.cuda.is_available() else pipe
 
 
-def probe_variant(pipe, items, config: AblationConfig, variant: Variant, digest: str, root: Path, keep) -> list:
+def probe_variant(pipe, items, config: AblationConfig, variant: Variant, digest: str, root: Path, keep,
+                  category: str | None = None) -> list:
     """The realism probe of one variant (skipped when done with the same model and settings)."""
-    eval_config = config.evaluation()
+    eval_config = config.evaluation(category)
     path = root / "probe" / f"{variant.name}.json"
     fingerprint = {"denoiser_sha256": digest, "background": variant.background,
                    "region_constraint": variant.region_constraint, "seed": eval_config.seed,
@@ -292,7 +293,8 @@ def write_report(output_dir: Path, config: AblationConfig, identity: dict) -> li
         f"Models: `{Path(config.train_config).name}` with {train['max_steps']} steps of {train['batch_size']}, seed "
         f"{train['seed']}, the same for every trained variant. Downstream: the main table's harness "
         f"(`{Path(config.eval_config).name}`: {harness['segmenter']} from scratch, {harness['resolution']} px, "
-        f"{harness['steps']} steps, seed {harness['seed']}, {harness['n_per_defect']} pairs per defect type). "
+        f"{harness['steps']} steps, seed {harness['seed']}, {harness['n_per_defect']} pairs per defect type"
+        f"{eval_categories_note(config)}). "
         f"Realism: up to {config.probe_per_defect} held-out masks per defect type, filled by every variant with the "
         f"same seeds, measured at the model's working scale with a ring of {config.ring_width} px: contrast = "
         "mean inside - mean in the ring (grey levels), texture ratio = mean |Laplacian| inside / in the ring, gaps "
@@ -305,6 +307,12 @@ def write_report(output_dir: Path, config: AblationConfig, identity: dict) -> li
     if rows:
         ablation_report.bar_chart(rows, output_dir / "ablation.png")
     return rows
+
+
+def eval_categories_note(config: AblationConfig) -> str:
+    """``; for magnetic_tile with input_norm per_image, ...``: the categories with a harness of their own."""
+    return "".join(f"; for {category} with " + ", ".join(f"{k} {v}" for k, v in overrides.items())
+                   for category, overrides in sorted(config.eval_categories.items()))
 
 
 def fidelity_note(config: AblationConfig) -> str:
@@ -329,7 +337,7 @@ def run(data_root: str, category: str, config: AblationConfig, variants: list[Va
     output_dir = Path(output_dir)
     root = output_dir / category
     # Everything that can be wrong is checked before anything is trained.
-    dataset = read_dataset(data_root, category, config.evaluation().data_format)
+    dataset = read_dataset(data_root, category, config.evaluation(category).data_format)
     models = list(dict.fromkeys(["base", *(v.model for v in variants)]))
     trainings = {m: config.training(VARIANTS[m], data_root, category, root / "models" / m) for m in models}
     base_checkpoint = Path(base_checkpoint) if base_checkpoint else None
@@ -366,7 +374,8 @@ def run(data_root: str, category: str, config: AblationConfig, variants: list[Va
         for variant in (v for v in variants if v.model == model):
             timing.run(f"evaluate {variant.name}", evaluate_variant, data_root, category, config, variant,
                        checkpoint, root)
-            timing.run(f"probe {variant.name}", probe_variant, pipe, items, config, variant, digest, root, keep)
+            timing.run(f"probe {variant.name}", probe_variant, pipe, items, config, variant, digest, root, keep,
+                       category)
             if config.fidelity is not None and samples_as_the_pipeline(variant):
                 timing.run(f"fidelity {variant.name}", fidelity_variant, data_root, category, config, variant,
                            checkpoint, root)
