@@ -93,6 +93,23 @@ def test_mode_seeking_ratio_is_fill_distance_over_latent_distance():
     assert losses.mode_seeking_ratio(a, b, z, other_z, mask).item() == pytest.approx(0.5 / 0.25)
 
 
+def test_mode_seeking_shortfall_stops_at_the_real_spread():
+    mask = _mask()
+    inside = mask.bool().expand(2, 3, 8, 8)
+    real = torch.zeros(2, 3, 8, 8)
+    real[0][inside[0]] = torch.tensor([1.0, -1.0]).repeat(inside[0].sum().item() // 2)  # spread 1 inside the mask
+    real[0][~inside[0]] = 50.0  # outside it the real image does not count
+    a, b = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
+    b[inside] = 0.2
+    # Image 0: 0.5 x spread 1 - difference 0.2; image 1: a flat real defect asks for nothing.
+    assert losses.mode_seeking_shortfall(a, b, real, mask, 0.5).item() == pytest.approx((0.3 + 0.0) / 2)
+    b[inside] = 0.7  # past the target: no push at all, and no gradient
+    b.requires_grad_(True)
+    shortfall = losses.mode_seeking_shortfall(a, b, real, mask, 0.5)
+    shortfall.backward()
+    assert shortfall.item() == 0.0 and b.grad.abs().sum().item() == 0.0
+
+
 def test_high_frequency_gap_compares_texture_strength_per_image():
     # Columns alternating 1, 0: a 5 x 5 box mean of 3/5 on the ones and 2/5 on the zeros, so |high-pass| = 0.4
     # away from the border; a constant image has none.

@@ -313,6 +313,19 @@ def test_clean_view_warm_up_from_a_pipeline_trains_the_discriminator_alone(data,
     assert float(rows[-1]["d_loss"]) > 0 and rows[-1]["g_loss"] == "nan"  # no denoiser block yet
 
 
+def test_ms_target_trains_the_bounded_mode_seeking_term(data, tmp_path):
+    """--ms_target: the mode-seeking term is the shortfall from the real spread (logged as ms_gap beside the
+    ratio), and the card says so."""
+    run = tmp_path / "run"
+    train(parse_args(_args(data, run, "--max_steps", "2", "--disc_view", "clean", "--lambda_ms", "0.3",
+                           "--ms_target", "0.6")))
+    rows = _rows(run / "losses.csv")
+    assert all(float(r["ms_gap"]) >= 0 and float(r["ms"]) >= 0 for r in rows)
+    assert "lambda_ms 0.3 (up to 0.6 of the real spread)" in (run / "README.md").read_text()
+    with pytest.raises(ConfigError, match="ms_target must not be negative"):
+        train(parse_args(_args(data, tmp_path / "bad", "--ms_target", "-1")))
+
+
 def test_init_from_a_different_network_is_refused(data, tmp_path):
     first = tmp_path / "first"
     train(parse_args(_args(data, first, "--max_steps", "1")))

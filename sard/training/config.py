@@ -54,6 +54,8 @@ class TrainConfig:
     lambda_rec: float = 1.0  # masked L1 between x0_hat and x_a (0: adversarial losses only)
     rec_weighting: str = "flat"  # flat | snr: the L1 at level t weighted by sqrt(abar_t)
     lambda_ms: float = 0.0  # mode-seeking term (MSGAN; DFMGAN uses 0.1): different z, different fills
+    ms_target: float = 0.0  # > 0: the term stops pushing once two latents' fills differ by this much of the real
+    # defect's spread inside its mask (0: MSGAN's unbounded ratio)
     lambda_hf: float = 0.0  # high-frequency gap: the fill holds as much fine texture as the real defect (0: off)
     lambda_low: float = 0.0  # L1 of the 9 x 9 box blurs, every level alike: the fill keeps its shading and colour
     disc_warmup_steps: int = 0  # the first N steps train the discriminator alone (with init_from: against the
@@ -132,8 +134,8 @@ class TrainConfig:
                 errors.append("disc_augment needs disc_view clean (the pair view's x_t would have to move too)")
         if self.rec_weighting not in ("flat", "snr"):
             errors.append(f"rec_weighting must be flat or snr, got {self.rec_weighting!r}")
-        for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "lambda_hf", "lambda_low",
-                     "r1_gamma", "lr_g", "lr_d", "scale_jitter", "high_pass_scale"):
+        for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "ms_target", "lambda_hf",
+                     "lambda_low", "r1_gamma", "lr_g", "lr_d", "scale_jitter", "high_pass_scale"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.scale_jitter < 1.0:

@@ -66,6 +66,9 @@ class DMGLoss:
             and may be any plausible defect instead of the blurred mean that L1 asks for.
         lambda_ms: weight of the mode-seeking term (Mao et al. 2019; DFMGAN uses 0.1): two latents on the same
             ``x_t`` should give different fills (0: off).
+        ms_target: with ``lambda_ms``: 0, MSGAN's ratio, maximised without bound; > 0, the shortfall of the two
+            fills' difference from ``ms_target`` times the real defect's spread inside its mask, minimised
+            (:func:`~sard.training.losses.mode_seeking_shortfall`): variety up to the real defects' own, no push beyond.
         lambda_hf: weight of the high-frequency gap (:func:`~sard.training.losses.high_frequency_gap`): the
             fill, pasted into the real background, should hold as much fine texture as the real defect (0: off).
         lambda_low: weight of the low-frequency L1 (:func:`~sard.training.losses.low_frequency_loss`), at every
@@ -95,6 +98,7 @@ class DMGLoss:
     lambda_hf: float = 0.0
     augment: tuple[str, ...] = ()
     lambda_low: float = 0.0
+    ms_target: float = 0.0
 
     def __post_init__(self):
         if self.augment and self.view != "clean":
@@ -107,7 +111,7 @@ class DMGLoss:
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
                    config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
                    config.lambda_ms, config.disc_view, config.lambda_hf, config.disc_augment_policy(),
-                   config.lambda_low)
+                   config.lambda_low, config.ms_target)
 
     @property
     def num_timesteps(self) -> int:
@@ -236,6 +240,10 @@ class DMGLoss:
         if self.lambda_ms > 0:
             other = denoiser(x_t, t, batch["z"][0], m, known, label)
             parts["ms"] = losses.mode_seeking_ratio(x0_hat, other, batch["z"][1], batch["z"][0], m)
-            loss = loss - self.lambda_ms * parts["ms"]
+            if self.ms_target > 0:
+                parts["ms_gap"] = losses.mode_seeking_shortfall(x0_hat, other, x0, m, self.ms_target)
+                loss = loss + self.lambda_ms * parts["ms_gap"]
+            else:
+                loss = loss - self.lambda_ms * parts["ms"]
         parts["loss"] = loss
         return parts

@@ -73,6 +73,21 @@ def mode_seeking_ratio(
     return masked_mean((x0_hat - other).abs(), mask) / (z - other_z).abs().mean().clamp(min=1e-8)
 
 
+def mode_seeking_shortfall(
+    x0_hat: torch.Tensor, other: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, target: float
+) -> torch.Tensor:
+    """``mean_b relu(target * std_m(real_b) - masked_mean_b |G(z1) - G(z2)|)``: how far two latents' fills fall
+    short of differing by ``target`` times the real defect's own spread inside its mask (``std_m``). Unlike the
+    ratio it stops pushing once they differ that much, so that the push for variety cannot pull the fills away
+    from the real defects' tones (the unbounded ratio darkened the large magnetic-tile defects)."""
+    weight = mask.to(real.dtype).expand_as(real).flatten(1)
+    area = weight.sum(1).clamp(min=1.0)
+    mean = (real.flatten(1) * weight).sum(1) / area
+    spread = (((real.flatten(1) - mean[:, None]) ** 2 * weight).sum(1) / area).sqrt()
+    difference = ((x0_hat - other).abs().flatten(1) * weight).sum(1) / area
+    return F.relu(target * spread.detach() - difference).mean()
+
+
 def high_frequency_energy(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`(B,)`: each image's mean ``|high_pass(x)|`` inside its mask (over channels too): how much fine texture
     the region holds, wherever it lies."""

@@ -127,7 +127,8 @@ trained this model; the rest are held out (the exact lists are in the run direct
 {config.disc_steps} update(s) per denoiser update, {config.disc_warmup_steps} warm-up steps alone, \
 DiffAugment {config.disc_augment or 'off'} |
 | loss weights | lambda_adv {config.lambda_adv}, lambda_mask {config.lambda_mask}, lambda_x0 {config.lambda_x0}, \
-lambda_ms {config.lambda_ms}, lambda_hf {config.lambda_hf}, lambda_low {config.lambda_low} |
+lambda_ms {config.lambda_ms}{f" (up to {config.ms_target} of the real spread)" if config.ms_target else ""}, \
+lambda_hf {config.lambda_hf}, lambda_low {config.lambda_low} |
 | reconstruction | lambda_rec {config.lambda_rec}, {config.rec_weighting} weighting |
 | R1 | gamma {config.r1_gamma}, every {config.r1_every} steps |
 | learning rates | G {config.lr_g}, D {config.lr_d}, Adam betas {config.adam_betas} |
