@@ -335,6 +335,10 @@ def test_config_files(tmp_path):
                    "eval_categories: {tile: {background: noised}}\n")
     with pytest.raises(ConfigError, match="eval_categories.tile sets background"):
         load_ablation_config(bad)
+    bad.write_text(f"train_config: debug.yaml\neval_config: {CONFIGS / 'eval-cpu-128.yaml'}\n"
+                   "eval_categories: {tile: {input_nrom: per_image}}\n")
+    with pytest.raises(ConfigError, match="input_nrom"):
+        load_ablation_config(bad)
 
 
 def test_category_overrides_reach_every_model_of_that_category_only(data, tmp_path):

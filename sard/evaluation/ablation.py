@@ -119,6 +119,8 @@ class AblationConfig:
                 raise ConfigError(f"{key} must be a whole number of at least 1, got {getattr(self, key)!r}.")
         if self.fidelity is not None and not isinstance(self.fidelity, dict):
             raise ConfigError("fidelity must be options of train/fidelity.py, e.g. {masks_per_type: 16}, or null.")
+        for category in self.eval_categories:  # a misspelt key stops the ablation before anything is trained
+            self.evaluation(category)
 
     def eval_overrides(self, category: str | None = None) -> dict:
         """``eval``, with ``category``'s own overrides on top."""
