@@ -68,7 +68,8 @@ class DMGLoss:
             ``x_t`` should give different fills (0: off).
         ms_target: with ``lambda_ms``: 0, MSGAN's ratio, maximised without bound; > 0, the shortfall of the two
             fills' difference from ``ms_target`` times the real defect's spread inside its mask, minimised
-            (:func:`~sard.training.losses.mode_seeking_shortfall`): variety up to the real defects' own, no push beyond.
+            (:func:`~sard.training.losses.mode_seeking_shortfall`): variety up to the real defects' own, no
+            push beyond.
         lambda_hf: weight of the high-frequency gap (:func:`~sard.training.losses.high_frequency_gap`): the
             fill, pasted into the real background, should hold as much fine texture as the real defect (0: off).
         lambda_low: weight of the low-frequency L1 (:func:`~sard.training.losses.low_frequency_loss`), at every
