@@ -204,7 +204,7 @@ def load_pipeline(checkpoint: Path) -> SARDPipeline:
 
 
 def probe_variant(pipe, items, config: AblationConfig, variant: Variant, digest: str, root: Path, keep,
-                  category: str | None = None) -> list:
+                  category: str) -> list:
     """The realism probe of one variant (skipped when done with the same model and settings)."""
     eval_config = config.evaluation(category)
     path = root / "probe" / f"{variant.name}.json"

@@ -14,6 +14,11 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def masked_mean_per_image(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`(B,)`: each image's mean of ``values`` over the pixels where ``weight`` (shaped like ``values``) is 1."""
+    return (values * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1.0)
+
+
 def logit_mask(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """The mask at the resolution of a logit map: a cell counts if any pixel under it is in the mask,
     so the mask-aware head is pooled over the mask and its border."""
@@ -80,11 +85,10 @@ def mode_seeking_shortfall(
     short of differing by ``target`` times the real defect's own spread inside its mask (``std_m``). Unlike the
     ratio it stops pushing once they differ that much, so that the push for variety cannot pull the fills away
     from the real defects' tones (the unbounded ratio darkened the large magnetic-tile defects)."""
-    weight = mask.to(real.dtype).expand_as(real).flatten(1)
-    area = weight.sum(1).clamp(min=1.0)
-    mean = (real.flatten(1) * weight).sum(1) / area
-    spread = (((real.flatten(1) - mean[:, None]) ** 2 * weight).sum(1) / area).sqrt()
-    difference = ((x0_hat - other).abs().flatten(1) * weight).sum(1) / area
+    weight = mask.to(real.dtype).expand_as(real)
+    mean = masked_mean_per_image(real, weight)
+    spread = masked_mean_per_image((real - mean.reshape(-1, *([1] * (real.ndim - 1)))) ** 2, weight).sqrt()
+    difference = masked_mean_per_image((x0_hat - other).abs(), weight)
     return F.relu(target * spread.detach() - difference).mean()
 
 
@@ -92,7 +96,7 @@ def high_frequency_energy(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`(B,)`: each image's mean ``|high_pass(x)|`` inside its mask (over channels too): how much fine texture
     the region holds, wherever it lies."""
     weight = mask.to(x.dtype).expand_as(x)
-    return (high_pass(x).abs() * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1.0)
+    return masked_mean_per_image(high_pass(x).abs(), weight)
 
 
 def high_frequency_gap(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -111,7 +115,7 @@ def low_frequency_loss(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tenso
 def pooled_mask_logits(mask_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`(B,)`: each image's mask-aware logits averaged over its mask and border (see :func:`logit_mask`)."""
     cells = logit_mask(mask, mask_logits)
-    return (mask_logits * cells).flatten(1).sum(1) / cells.flatten(1).sum(1).clamp(min=1.0)
+    return masked_mean_per_image(mask_logits, cells)
 
 
 def discriminator_accuracy(
