@@ -5,10 +5,13 @@
 Copies the exported EMA pipeline (model_index.json, denoiser/, scheduler/), the model card and the run's
 training log (config.yaml, losses.csv, split.json) into ``training_log/``; adds to the model card what the
 loss log says about the discriminator and, with ``--notes FILE``, the maintainers' observations of the
-samples; checks that the copy loads. A second-stage run (``--init_from``) names its first stage with
-``--stage1 RUN``, whose log goes to ``training_log/stage-1/``; ``--fidelity OUT/fidelity.md`` (from
-``train/fidelity.py``) adds the fidelity table to the card; ``--max_crop_size N`` bounds the painting crops of
-a run trained before that setting existed (``SARDPipeline``'s ``max_crop_size``), and says so in the card.
+samples; checks that the copy loads. A run that continued earlier ones (``--init_from``) names them with
+``--earlier_stages RUN [RUN ...]``, first stage first (``--stage1 RUN`` for one); their logs go to
+``training_log/stage-1/``, ``stage-2/``, ... Each is a run directory or a bundled model's ``training_log/``
+(they hold the same files), so a bundled model can be trained on and bundled again. ``--fidelity
+OUT/fidelity.md`` (from ``train/fidelity.py``) adds the fidelity table to the card; ``--max_crop_size N`` bounds
+the painting crops of a run trained before that setting existed (``SARDPipeline``'s ``max_crop_size``), and
+says so in the card.
 """
 
 from __future__ import annotations
@@ -86,7 +89,9 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="the --output_dir of a finished training run")
     parser.add_argument("target", type=Path, help="where the bundle goes")
     parser.add_argument("--notes", type=Path, help="a markdown file appended to the model card")
-    parser.add_argument("--stage1", type=Path, help="the first-stage run a second stage started from (--init_from)")
+    parser.add_argument("--earlier_stages", "--stage1", type=Path, nargs="+", default=[], metavar="RUN",
+                        help="the runs this one continued (--init_from), first stage first: run directories or "
+                        "a bundled model's training_log/ (and its stage-N/ folders)")
     parser.add_argument("--fidelity", type=Path, help="the fidelity.md that train/fidelity.py wrote for this model")
     parser.add_argument("--max_crop_size", type=int, help="set the pipeline's bound on a painting crop's longer "
                         "side (pixels; 0: none) in the bundle")
@@ -94,10 +99,10 @@ def main() -> None:
     for name in ("notes", "fidelity"):
         if getattr(args, name) is not None and not getattr(args, name).is_file():
             parser.error(f"--{name} {getattr(args, name)}: no such file")
-    if args.stage1 is not None:
-        missing = [name for name in LOG_FILES if not (args.stage1 / name).is_file()]
+    for stage in args.earlier_stages:
+        missing = [name for name in LOG_FILES if not (stage / name).is_file()]
         if missing:
-            parser.error(f"--stage1 {args.stage1}: not a training run (missing {', '.join(missing)})")
+            parser.error(f"--earlier_stages {stage}: not a training run (missing {', '.join(missing)})")
     missing = [name for name in PIPELINE_FILES + LOG_FILES if not (args.run_dir / name).exists()]
     if missing:
         parser.error(f"{args.run_dir} is not a finished run (missing {', '.join(missing)}); train it to the end")
@@ -112,10 +117,11 @@ def main() -> None:
         (staging / "training_log").mkdir()
         for name in LOG_FILES:
             shutil.copy2(args.run_dir / name, staging / "training_log" / name)
-        if args.stage1 is not None:
-            (staging / "training_log" / "stage-1").mkdir()
+        # Copied before the target is replaced: an earlier stage may be the target's own training_log.
+        for number, stage in enumerate(args.earlier_stages, start=1):
+            (staging / "training_log" / f"stage-{number}").mkdir()
             for name in LOG_FILES:
-                shutil.copy2(args.stage1 / name, staging / "training_log" / "stage-1" / name)
+                shutil.copy2(stage / name, staging / "training_log" / f"stage-{number}" / name)
         card = (staging / "README.md").read_text().rstrip("\n") + "\n\n"
         if args.max_crop_size is not None:
             index = json.loads((staging / "model_index.json").read_text())

@@ -367,9 +367,9 @@ def test_a_steps_extra_draws_are_new_crops():
     assert torch.equal(first["image"], again["image"]) and not torch.equal(first["image"], extra["image"])
 
 
-def test_bundle_script_puts_both_stages_and_the_measurements_in_the_card(data, tmp_path):
+def test_bundle_script_puts_every_stage_and_the_measurements_in_the_card(data, tmp_path):
     """scripts/bundle_checkpoint.py on a second-stage run: both stages' logs, the held-out accuracy per head and
-    level, and the fidelity report in the card; the bundle loads."""
+    level, and the fidelity report in the card; the bundle loads. A third stage on the bundle bundles over it."""
     first, second, target = tmp_path / "first", tmp_path / "second", tmp_path / "bundle"
     train(parse_args(_args(data, first, "--max_steps", "2")))
     train(parse_args(_args(data, second, "--max_steps", "2", "--init_from", str(first), "--disc_view", "clean",
@@ -390,3 +390,13 @@ def test_bundle_script_puts_both_stages_and_the_measurements_in_the_card(data, t
     refused = subprocess.run([*command[:3], str(tmp_path / "other"), "--stage1", str(tmp_path)], env=_env(),
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "not a training run" in refused.stderr and not (tmp_path / "other").exists()
+
+    # A third stage trained on the bundled model, bundled over it: the earlier stages come from its own log.
+    third = tmp_path / "third"
+    train(parse_args(_args(data, third, "--max_steps", "2", "--init_from", str(target))))
+    log = target / "training_log"
+    subprocess.run([*command[:2], str(third), str(target), "--earlier_stages", str(log / "stage-1"), str(log)],
+                   check=True, env=_env(), capture_output=True, timeout=600)
+    for stage, run in (("stage-1", first), ("stage-2", second)):
+        assert (log / stage / "losses.csv").read_text() == (run / "losses.csv").read_text()
+    assert (log / "losses.csv").read_text() == (third / "losses.csv").read_text() and not (log / "stage-3").exists()
