@@ -60,6 +60,21 @@ def test_discriminator_loss_closed_form():
     assert parts["d_mask"].item() == 0.0 and parts["loss"].item() == pytest.approx(d_global, rel=1e-6)
 
 
+def test_past_fakes_are_pooled_over_their_own_masks():
+    """With ``fake_mask`` (fakes from the history, each with its own mask) the fakes' mask term and accuracy are
+    pooled there: logits outside it do not count."""
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1.0
+    fake_mask = 1.0 - mask
+    real = (torch.ones(1), torch.ones(1, 1, 4, 4))
+    fake_logits = torch.full((1, 1, 4, 4), 5.0)  # wrong (fake scored real) inside fake_mask only
+    fake_logits[..., :2, :] = -5.0
+    parts = losses.discriminator_loss(real, (-torch.ones(1), fake_logits), mask, 1.0, fake_mask)
+    assert parts["d_mask"].item() == pytest.approx(softplus(-1.0) + softplus(5.0), rel=1e-6)
+    accuracy = losses.discriminator_accuracy(real, (-torch.ones(1), fake_logits), mask, fake_mask)
+    assert accuracy["acc_mask"].item() == 0.5  # real right, fake wrong where its own mask is
+
+
 def test_generator_adversarial_loss_closed_form():
     mask, b, m_fake, lam = _mask(), -0.5, 2.0, 3.0
     fake = (torch.full((2,), b), torch.full((2, 1, 4, 4), m_fake))

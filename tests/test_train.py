@@ -203,6 +203,25 @@ def test_resume_continues_bit_for_bit(data, tmp_path, step_log):
     assert without_wall_time(resumed_rows) == without_wall_time(straight_rows)
 
 
+def test_fake_history_is_checkpointed_and_a_resume_continues_bit_for_bit(data, tmp_path):
+    """--fake_history: the past fakes are training state; a run resumed at step 2 (history full, already swapping)
+    ends where the straight run does, and the card says how many were kept. The pair view is refused."""
+    options = ["--disc_view", "clean", "--fake_history", "4", "--disc_steps", "2", "--checkpoint_every", "2",
+               "--checkpoints_total_limit", "5"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(parse_args(_args(data, straight, "--max_steps", "4", *options)))
+    train(parse_args(_args(data, resumed, "--max_steps", "2", *options)))
+    train(parse_args(_args(data, resumed, "--max_steps", "4", "--resume", "latest", *options)))
+    _same_state(straight / "checkpoint-4", resumed / "checkpoint-4")
+    left, right = (load_file(p / "checkpoint-4" / "training_state" / "fake_history.safetensors")
+                   for p in (straight, resumed))
+    assert left["image"].shape[0] == 4 and int(left["size"]) == 4
+    assert all(torch.equal(left[k], right[k]) for k in left)
+    assert "a history of 4 past fakes" in (straight / "README.md").read_text()
+    with pytest.raises(ConfigError, match="fake_history needs disc_view clean"):
+        train(parse_args(_args(data, tmp_path / "refused", "--fake_history", "4")))
+
+
 def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, step_log):
     output_dir = tmp_path / "run"
     options = ["--max_steps", "3", "--checkpoint_every", "1000"]
@@ -257,15 +276,19 @@ def _launch(tmp_path, data, output_dir, env, *extra) -> subprocess.CompletedProc
 @pytest.mark.slow
 def test_two_process_cpu_run(data, tmp_path):
     """``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2``: gloo data parallelism with
-    R1 (a double backward) and gradient accumulation (no_sync) in the loop."""
+    R1 (a double backward), gradient accumulation (no_sync) and each process's history of past fakes (gathered
+    into the checkpoint) in the loop."""
     output_dir = tmp_path / "run"
     env = _env(ACCELERATE_USE_CPU="true")
-    result = _launch(tmp_path, data, output_dir, env, "--r1_every", "2", "--gradient_accumulation_steps", "2")
+    result = _launch(tmp_path, data, output_dir, env, "--r1_every", "2", "--gradient_accumulation_steps", "2",
+                     "--disc_view", "clean", "--fake_history", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     digests = [(output_dir / f"rank-{i}.sha256").read_text() for i in range(2)]
     assert digests[0] == digests[1], "the processes ended with different weights"
     state = json.loads((output_dir / "checkpoint-3" / checkpoints.STATE_FILE).read_text())
     assert state["num_processes"] == 2
+    history = load_file(output_dir / "checkpoint-3" / "training_state" / "fake_history.safetensors")
+    assert history["image"].shape[0] == 4 and history["size"].tolist() == [2, 2]  # two processes' histories
     rows = _rows(output_dir / "losses.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3]  # written by one process
     assert rows[1]["r1"] and not rows[0]["r1"]

@@ -61,6 +61,7 @@ class TrainConfig:
     disc_warmup_steps: int = 0  # the first N steps train the discriminator alone (with init_from: against the
     # starting denoiser, so that its first adversarial gradients carry signal)
     disc_steps: int = 1  # discriminator updates per denoiser update (WGAN's n_critic), each on fresh crops
+    fake_history: int = 0  # clean view: past fakes kept to show the discriminator beside new ones (SimGAN; 0: off)
     r1_gamma: float = 0.05
     r1_every: int = 4  # lazy R1 (StyleGAN2): the penalty every k steps, scaled by k
 
@@ -132,6 +133,10 @@ class TrainConfig:
         else:
             if policy and self.disc_view != "clean":
                 errors.append("disc_augment needs disc_view clean (the pair view's x_t would have to move too)")
+        if self.fake_history < 0:
+            errors.append(f"fake_history must not be negative, got {self.fake_history}")
+        elif self.fake_history and self.disc_view != "clean":
+            errors.append("fake_history needs disc_view clean (a stored pair would need its x_t too)")
         if self.rec_weighting not in ("flat", "snr"):
             errors.append(f"rec_weighting must be flat or snr, got {self.rec_weighting!r}")
         for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "ms_target", "lambda_hf",

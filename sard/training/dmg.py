@@ -2,8 +2,9 @@
 
 EDM-style (``training/loss.py``): :class:`DMGLoss` holds the loss weights and the noise schedule, and each of
 its two losses is a call on the networks and a batch; the training loop never sees what is inside. The batch
-carries its own randomness (:meth:`DMGLoss.micro_batches`), so a step is a pure function of its batch, and
-the formulas are in :mod:`sard.training.losses` (docs/METHOD.md, "DMG").
+carries its own randomness (:meth:`DMGLoss.micro_batches`), so a step is a pure function of its batch (and,
+with ``fake_history``, of the past fakes the trainer keeps and checkpoints: :mod:`sard.training.fake_history`),
+and the formulas are in :mod:`sard.training.losses` (docs/METHOD.md, "DMG").
 
 Notation: ``x0`` is the anomalous crop ``x_a`` in ``[-1, 1]``, ``mask`` is 1 where the defect is, ``t`` a
 level in ``1..T``, ``x_t`` / ``x_prev`` the noisy pair at levels ``t`` / ``t - 1``, ``x0_hat`` the denoiser's
@@ -19,6 +20,7 @@ import torch
 from .. import sampling
 from . import losses
 from .diffaugment import DRAWS_PER_IMAGE, diff_augment
+from .fake_history import FakeHistory, Fakes
 
 
 def real_pair(batch: dict, alphas_cumprod: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +84,10 @@ class DMGLoss:
             discriminator sees real and fake crops in training, e.g. ``("color", "translation")`` (empty: none).
             A real crop and its fake share one draw, so they share the moved mask; the held-out accuracy is
             measured without augmentation.
+        fake_history: clean view only: the size of the history of past fakes the discriminator is also shown
+            (:class:`~sard.training.fake_history.FakeHistory`; 0: none). Here it only decides whether
+            :meth:`micro_batches` draws the slots read; the history itself is passed to
+            :meth:`discriminator_loss`.
     """
 
     alphas_cumprod: torch.Tensor
@@ -100,11 +106,12 @@ class DMGLoss:
     augment: tuple[str, ...] = ()
     lambda_low: float = 0.0
     ms_target: float = 0.0
+    fake_history: int = 0
 
     def __post_init__(self):
-        if self.augment and self.view != "clean":
-            # The pair view's x_t would have to move with x_{t-1}; only the clean view augments both sides alike.
-            raise ValueError("augment needs the clean view.")
+        if (self.augment or self.fake_history) and self.view != "clean":
+            # The pair view's x_t would have to move with x_{t-1}, and a stored pair would need its x_t.
+            raise ValueError("augment and fake_history need the clean view.")
 
     @classmethod
     def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:
@@ -112,7 +119,7 @@ class DMGLoss:
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
                    config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
                    config.lambda_ms, config.disc_view, config.lambda_hf, config.disc_augment_policy(),
-                   config.lambda_low, config.ms_target)
+                   config.lambda_low, config.ms_target, config.fake_history)
 
     @property
     def num_timesteps(self) -> int:
@@ -136,6 +143,8 @@ class DMGLoss:
             chunk["posterior_noise"] = torch.randn(2, *chunk["image"].shape, generator=generator)
             if self.augment:  # drawn only when used, so that runs without it keep their random streams
                 chunk["augment"] = torch.rand(2, n, DRAWS_PER_IMAGE, generator=generator)
+            if self.fake_history:  # likewise
+                chunk["history"] = torch.rand(n, generator=generator)
             micro_batches.append({k: v.to(device) for k, v in chunk.items()})
         return micro_batches
 
@@ -181,21 +190,31 @@ class DMGLoss:
                 out[f"{name}_t{level}"] = value.item()
         return out
 
-    def discriminator_loss(self, discriminator, denoiser, batch: dict, r1: bool = False) -> dict[str, torch.Tensor]:
-        """The discriminator block: real inputs against fakes made by the frozen denoiser, (pair view) the
-        mask-aware head's level-0 judgement of ``x0_hat``, and R1 when ``r1``. Returns ``"loss"`` and its parts for
-        logging, with each head's accuracy on this batch (:func:`~sard.training.losses.discriminator_accuracy`)."""
+    def discriminator_loss(self, discriminator, denoiser, batch: dict, r1: bool = False,
+                           history: FakeHistory | None = None) -> dict[str, torch.Tensor]:
+        """The discriminator block: real inputs against fakes made by the frozen denoiser (with ``history``, part
+        of them swapped for past fakes: :meth:`FakeHistory.exchange`), (pair view) the mask-aware head's level-0
+        judgement of ``x0_hat``, and R1 when ``r1``. Returns ``"loss"`` and its parts for logging, with each
+        head's accuracy on this batch (:func:`~sard.training.losses.discriminator_accuracy`)."""
         x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
         x_prev, x_t = real_pair(batch, self.alphas_cumprod)
         clean = self.view == "clean"
         real_input = (x0.detach() if clean else x_prev).requires_grad_(r1)
-        seen, seen_mask = self._augmented(batch, real_input, 0)  # the fake below shares this draw and mask
+        seen, seen_mask = self._augmented(batch, real_input, 0)  # the fake below shares this draw
         real = discriminator(seen, t, seen_mask, label, x_t=None if clean else x_t)
         with torch.no_grad():
             x0_hat = denoiser(x_t, t, batch["z"][0], m, x0 * (1.0 - m), label)
-        fake = self._judge_fake(discriminator, batch, x0_hat, x_t, 0, augment=True)[0]
-        parts = losses.discriminator_loss(real, fake, seen_mask, self.lambda_mask)
-        parts.update(losses.discriminator_accuracy(real, fake, seen_mask))
+        if history is None:
+            fake, fake_mask = self._judge_fake(discriminator, batch, x0_hat, x_t, 0, augment=True)
+        else:
+            judged = history.exchange(Fakes(sampling.blend_known(x0_hat, x0, m), m, t, label), batch["history"])
+            fake_mask = judged.mask
+            image = judged.image
+            if self.augment:
+                image, fake_mask = diff_augment(image, fake_mask, batch["augment"][0], self.augment)
+            fake = discriminator(image, judged.t, fake_mask, judged.label)
+        parts = losses.discriminator_loss(real, fake, seen_mask, self.lambda_mask, fake_mask)
+        parts.update(losses.discriminator_accuracy(real, fake, seen_mask, fake_mask))
         loss = parts["loss"]
         if not clean and self.lambda_x0 > 0 and self.mask_head:
             # The mask-aware head also judges clean predictions against the real defect (at level 0).

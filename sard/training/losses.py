@@ -39,14 +39,17 @@ def discriminator_loss(
     fake: tuple[torch.Tensor, torch.Tensor | None],
     mask: torch.Tensor,
     lambda_mask: float,
+    fake_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """``L_D = softplus(-Dg(real)) + softplus(Dg(fake))
-    + lambda_m * masked_mean(softplus(-Dm(real)) + softplus(Dm(fake)), m)``.
+    + lambda_m * masked_mean(softplus(-Dm(real)) + softplus(Dm(fake)), m)``, the fakes' term pooled over
+    ``fake_mask`` when they have masks of their own (past fakes), else over ``mask``.
 
     Returns the total as ``"loss"`` and its parts for logging.
     """
+    fake_mask = mask if fake_mask is None else fake_mask
     global_loss = F.softplus(-real[0]).mean() + F.softplus(fake[0]).mean()
-    mask_loss = mask_head_loss(real[1], mask, real=True) + mask_head_loss(fake[1], mask, real=False)
+    mask_loss = mask_head_loss(real[1], mask, real=True) + mask_head_loss(fake[1], fake_mask, real=False)
     return {"loss": global_loss + lambda_mask * mask_loss, "d_global": global_loss, "d_mask": mask_loss}
 
 
@@ -119,17 +122,20 @@ def pooled_mask_logits(mask_logits: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def discriminator_accuracy(
-    real: tuple[torch.Tensor, torch.Tensor | None], fake: tuple[torch.Tensor, torch.Tensor | None], mask: torch.Tensor
+    real: tuple[torch.Tensor, torch.Tensor | None], fake: tuple[torch.Tensor, torch.Tensor | None], mask: torch.Tensor,
+    fake_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The share of real inputs each head scores above 0 and of fakes it scores below: ``acc_global``,
-    ``acc_mask`` (the mask-aware logits pooled over the mask), each the mean of its real and fake accuracy."""
+    ``acc_mask`` (the mask-aware logits pooled over the mask, ``fake_mask`` for the fakes when given), each the
+    mean of its real and fake accuracy."""
+    fake_mask = mask if fake_mask is None else fake_mask
     def accuracy(real_logits, fake_logits):
         return ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()) / 2
 
     parts = {"acc_global": accuracy(real[0].detach(), fake[0].detach())}
     if real[1] is not None:
         parts["acc_mask"] = accuracy(pooled_mask_logits(real[1].detach(), mask),
-                                     pooled_mask_logits(fake[1].detach(), mask))
+                                     pooled_mask_logits(fake[1].detach(), fake_mask))
     return parts
 
 

@@ -125,7 +125,8 @@ trained this model; the rest are held out (the exact lists are in the run direct
 | started from | {f"the denoiser of `{config.init_from}`" if config.init_from else "random initialisation"} |
 | discriminator | {config.disc_view} view, mask-aware head {'on' if config.mask_head else 'off'}, \
 {config.disc_steps} update(s) per denoiser update, {config.disc_warmup_steps} warm-up steps alone, \
-DiffAugment {config.disc_augment or 'off'} |
+DiffAugment {config.disc_augment or 'off'}, \
+{f"a history of {config.fake_history} past fakes" if config.fake_history else "no history of past fakes"} |
 | loss weights | lambda_adv {config.lambda_adv}, lambda_mask {config.lambda_mask}, lambda_x0 {config.lambda_x0}, \
 lambda_ms {config.lambda_ms}{f" (up to {config.ms_target} of the real spread)" if config.ms_target else ""}, \
 lambda_hf {config.lambda_hf}, lambda_low {config.lambda_low} |

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from . import checkpoints
 from .config import TrainConfig
 from .crops import Augmentation, CropBatches, load_examples
 from .dmg import DMGLoss
+from .fake_history import FakeHistory
 from .model_card import hardware, model_card
 from .previews import defect_grid, preview_rows
 
@@ -111,6 +113,22 @@ class LossLog:
             writer.writerows(self.rows)
 
 
+def _process_history(saved: dict[str, torch.Tensor], info: dict, accelerator) -> dict[str, torch.Tensor]:
+    """This process's part of a checkpoint's fake history (saved as every process's, gathered in process order);
+    empty, with a warning, when the checkpoint was written by another number of processes."""
+    if not saved:
+        return {}
+    processes = info.get("num_processes", 1)
+    if processes != accelerator.num_processes:
+        warnings.warn(f"The checkpoint's fake history was kept by {processes} process(es), this run has "
+                      f"{accelerator.num_processes}: it starts empty.", stacklevel=2)
+        return {}
+    rank = accelerator.process_index
+    state = {k: v.chunk(processes)[rank] for k, v in saved.items()}
+    state["size"] = state["size"].reshape(())
+    return state
+
+
 def train(config: TrainConfig) -> None:
     """Train a SARD checkpoint into ``config.output_dir`` (resuming per ``config.resume``): checkpoints
     ``checkpoint-N/`` that load with ``SARDPipeline.from_pretrained``, then the final EMA pipeline and its model
@@ -160,6 +178,7 @@ def train(config: TrainConfig) -> None:
     betas = tuple(config.adam_betas)
     opt_g = torch.optim.Adam(denoiser.parameters(), lr=config.lr_g, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=betas)
+    history = FakeHistory(config.fake_history) if config.fake_history else None
     start_step, wall_before = 0, 0.0
     resume_from = checkpoints.resolve_resume(config.resume, output_dir)
     if config.init_from and resume_from is None:
@@ -180,6 +199,9 @@ def train(config: TrainConfig) -> None:
         opt_g.load_state_dict(objects["optimizers"]["g"])
         opt_d.load_state_dict(objects["optimizers"]["d"])
         start_step, wall_before = info["step"], info["wall_seconds"]
+        if history is not None:
+            history.load_state_dict(_process_history(tensors.get("fake_history", {}), info, accelerator),
+                                    accelerator.device)
         accelerator.print(f"Resuming from {resume_from} at step {start_step}.")
     denoiser, discriminator, opt_g, opt_d = accelerator.prepare(denoiser, discriminator, opt_g, opt_d)
     # The EMA's shadow weights and the network it is copied into for previews and exports live with the denoiser
@@ -201,6 +223,10 @@ def train(config: TrainConfig) -> None:
                             max_crop_size=config.max_crop_size)
 
     def save(step: int, wall: float) -> None:
+        # Every process's history, gathered in process order (a collective: all processes call it).
+        histories = {}
+        if history is not None and history.stored is not None:
+            histories = {k: accelerator.gather(v[None] if v.ndim == 0 else v) for k, v in history.state_dict().items()}
         if accelerator.is_main_process:
             ema_state = ema.state_dict()
             path = checkpoints.save_checkpoint(
@@ -209,6 +235,7 @@ def train(config: TrainConfig) -> None:
                     "denoiser": accelerator.unwrap_model(denoiser).state_dict(),
                     "discriminator": accelerator.unwrap_model(discriminator).state_dict(),
                     "ema": {str(i): p for i, p in enumerate(ema_state.pop("shadow_params"))},
+                    **({"fake_history": histories} if histories else {}),
                 },
                 objects={"optimizers": {"g": opt_g.state_dict(), "d": opt_d.state_dict()}},
                 info={"wall_seconds": wall, "ema": ema_state, "hardware": hardware(),
@@ -245,7 +272,7 @@ def train(config: TrainConfig) -> None:
             for i, micro_batch in enumerate(d_batches):
                 with accelerator.no_sync(discriminator) if i < micro - 1 else nullcontext():
                     with accelerator.autocast():
-                        parts = dmg.discriminator_loss(discriminator, denoiser, micro_batch, r1)
+                        parts = dmg.discriminator_loss(discriminator, denoiser, micro_batch, r1, history)
                     accelerator.backward(parts["loss"] / micro)
                 add_logs(d_logs, parts, micro)
             opt_d.step()
