@@ -222,6 +222,20 @@ def test_fake_history_is_checkpointed_and_a_resume_continues_bit_for_bit(data, t
         train(parse_args(_args(data, tmp_path / "refused", "--fake_history", "4")))
 
 
+def test_lambda_sample_trains_on_finished_samples_and_measures_them_held_out(data, tmp_path):
+    """--lambda_sample: both blocks log their term on finished samples, the held-out accuracy has a level 0 (real
+    defects against finished samples), and the card gives the weight."""
+    run = tmp_path / "run"
+    train(parse_args(_args(data, run, "--max_steps", "2", "--disc_view", "clean", "--lambda_sample", "0.5",
+                           "--held_out_every", "1")))
+    rows = _rows(run / "losses.csv")
+    assert all(float(r["d_sample"]) > 0 and float(r["g_sample"]) > 0 for r in rows)
+    assert 0.0 <= float(rows[-1]["held_out_acc_mask_t0"]) <= 1.0
+    assert "lambda_sample 0.5 (finished samples)" in (run / "README.md").read_text()
+    with pytest.raises(ConfigError, match="lambda_sample needs disc_view clean"):
+        train(parse_args(_args(data, tmp_path / "refused", "--lambda_sample", "1")))
+
+
 def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, step_log):
     output_dir = tmp_path / "run"
     options = ["--max_steps", "3", "--checkpoint_every", "1000"]
@@ -276,12 +290,12 @@ def _launch(tmp_path, data, output_dir, env, *extra) -> subprocess.CompletedProc
 @pytest.mark.slow
 def test_two_process_cpu_run(data, tmp_path):
     """``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2``: gloo data parallelism with
-    R1 (a double backward), gradient accumulation (no_sync) and each process's history of past fakes (gathered
-    into the checkpoint) in the loop."""
+    R1 (a double backward), gradient accumulation (no_sync), each process's history of past fakes (gathered
+    into the checkpoint) and finished samples (several forward passes of the denoiser per backward) in the loop."""
     output_dir = tmp_path / "run"
     env = _env(ACCELERATE_USE_CPU="true")
     result = _launch(tmp_path, data, output_dir, env, "--r1_every", "2", "--gradient_accumulation_steps", "2",
-                     "--disc_view", "clean", "--fake_history", "2")
+                     "--disc_view", "clean", "--fake_history", "2", "--lambda_sample", "0.5")
     assert result.returncode == 0, result.stderr[-3000:]
     digests = [(output_dir / f"rank-{i}.sha256").read_text() for i in range(2)]
     assert digests[0] == digests[1], "the processes ended with different weights"

@@ -84,6 +84,10 @@ class DMGLoss:
             discriminator sees real and fake crops in training, e.g. ``("color", "translation")`` (empty: none).
             A real crop and its fake share one draw, so they share the moved mask; the held-out accuracy is
             measured without augmentation.
+        lambda_sample: clean view only: weight of the adversarial term on finished samples
+            (:meth:`finished_sample`, judged at level 0): the fills the sampler paints, from noise through every
+            level with the denoiser's own predictions, which the level terms never show the discriminator (at
+            ``t = 1`` they start from the real defect noised; the sampler's ``x_1`` is the denoiser's) (0: off).
         fake_history: clean view only: the size of the history of past fakes the discriminator is also shown
             (:class:`~sard.training.fake_history.FakeHistory`; 0: none). Here it only decides whether
             :meth:`micro_batches` draws the slots read; the history itself is passed to
@@ -107,11 +111,13 @@ class DMGLoss:
     lambda_low: float = 0.0
     ms_target: float = 0.0
     fake_history: int = 0
+    lambda_sample: float = 0.0
 
     def __post_init__(self):
-        if (self.augment or self.fake_history) and self.view != "clean":
-            # The pair view's x_t would have to move with x_{t-1}, and a stored pair would need its x_t.
-            raise ValueError("augment and fake_history need the clean view.")
+        if (self.augment or self.fake_history or self.lambda_sample) and self.view != "clean":
+            # The pair view's x_t would have to move with x_{t-1}, a stored pair would need its x_t, and a
+            # finished sample has no x_t.
+            raise ValueError("augment, fake_history and lambda_sample need the clean view.")
 
     @classmethod
     def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:
@@ -119,7 +125,7 @@ class DMGLoss:
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
                    config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
                    config.lambda_ms, config.disc_view, config.lambda_hf, config.disc_augment_policy(),
-                   config.lambda_low, config.ms_target, config.fake_history)
+                   config.lambda_low, config.ms_target, config.fake_history, config.lambda_sample)
 
     @property
     def num_timesteps(self) -> int:
@@ -145,6 +151,9 @@ class DMGLoss:
                 chunk["augment"] = torch.rand(2, n, DRAWS_PER_IMAGE, generator=generator)
             if self.fake_history:  # likewise
                 chunk["history"] = torch.rand(n, generator=generator)
+            if self.lambda_sample:  # likewise: x_T and one posterior noise per level, for each block
+                chunk["chain_noise"] = torch.randn(2, self.num_timesteps + 1, *chunk["image"].shape,
+                                                   generator=generator)
             micro_batches.append({k: v.to(device) for k, v in chunk.items()})
         return micro_batches
 
@@ -168,6 +177,28 @@ class DMGLoss:
             return discriminator(fake, t, m, label), m
         return discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, which), t, m, label, x_t=x_t), m
 
+    def finished_sample(self, denoiser, batch: dict, which: int, grad: bool = False) -> torch.Tensor:
+        """What the sampler paints into the batch's masks: :func:`~sard.sampling.sample_rcd` over all ``T`` levels
+        from noise, with latent and noises ``which`` (0: the discriminator block, 1: the denoiser block), the
+        real background outside the mask. With ``grad`` the gradient flows through the last step only: its input
+        ``x_1`` is the denoiser's own, as when sampling, at the cost of one step's graph, not ``T``."""
+        x0, m, label = batch["image"], batch["mask"], batch["label"]
+        known, z, n = x0 * (1.0 - m), batch["z"][which], x0.shape[0]
+        noises = iter(batch["chain_noise"][which])
+
+        def denoise(x_t: torch.Tensor, t: int) -> torch.Tensor:
+            with torch.set_grad_enabled(grad and t == 1):
+                return denoiser(x_t, torch.full((n,), t, device=x0.device), z, m, known, label)
+
+        levels = sampling.timesteps_for(self.num_timesteps, self.num_timesteps)
+        return sampling.sample_rcd(denoise, x0, m, levels, self.alphas_cumprod, lambda: next(noises))
+
+    def _judge_sample(self, discriminator, batch: dict, sample: torch.Tensor, which: int):
+        """The discriminator's logits on finished samples (level 0, through DiffAugment with draw ``which``) and
+        the mask as it saw them."""
+        sample, m = self._augmented(batch, sample, which)
+        return discriminator(sample, torch.zeros_like(batch["t"]), m, batch["label"]), m
+
     @torch.no_grad()
     def accuracy_by_level(self, discriminator, denoiser, batch: dict) -> dict[str, float]:
         """Each head's accuracy on real inputs against the denoiser's fakes at every level ``t = 1..T``: the
@@ -188,6 +219,13 @@ class DMGLoss:
             fake = self._judge_fake(discriminator, at_level, x0_hat, x_t, 0)[0]
             for name, value in losses.discriminator_accuracy(real, fake, m).items():
                 out[f"{name}_t{level}"] = value.item()
+        if self.lambda_sample:  # level 0: real defects against finished samples
+            x0, m, label = batch["image"], batch["mask"], batch["label"]
+            level0 = torch.zeros_like(batch["t"])
+            real = discriminator(x0, level0, m, label)
+            fake = discriminator(self.finished_sample(denoiser, batch, 0), level0, m, label)
+            for name, value in losses.discriminator_accuracy(real, fake, m).items():
+                out[f"{name}_t0"] = value.item()
         return out
 
     def discriminator_loss(self, discriminator, denoiser, batch: dict, r1: bool = False,
@@ -216,6 +254,17 @@ class DMGLoss:
         parts = losses.discriminator_loss(real, fake, seen_mask, self.lambda_mask, fake_mask)
         parts.update(losses.discriminator_accuracy(real, fake, seen_mask, fake_mask))
         loss = parts["loss"]
+        if self.lambda_sample:
+            # Real defects against finished samples, at level 0 (same augmentation draw, so the same moved mask).
+            with torch.no_grad():
+                sample = self.finished_sample(denoiser, batch, 0)
+            real0 = discriminator(seen, torch.zeros_like(t), seen_mask, label)
+            sampled, sample_mask = self._judge_sample(discriminator, batch, sample, 0)
+            parts["d_sample"] = losses.discriminator_loss(real0, sampled, seen_mask, self.lambda_mask,
+                                                          sample_mask)["loss"]
+            accuracy = losses.discriminator_accuracy(real0, sampled, seen_mask, sample_mask)
+            parts.update({f"{name}_sample": value for name, value in accuracy.items()})
+            loss = loss + parts["d_sample"]
         if not clean and self.lambda_x0 > 0 and self.mask_head:
             # The mask-aware head also judges clean predictions against the real defect (at level 0).
             level0 = torch.zeros_like(t)
@@ -248,6 +297,11 @@ class DMGLoss:
                 fake0 = discriminator(sampling.blend_known(x0_hat, x0, m), torch.zeros_like(t), m, label, x_t=x_t)[1]
                 parts["g_x0"] = losses.mask_head_loss(fake0, m, True)
                 loss = loss + self.lambda_adv * self.lambda_x0 * parts["g_x0"]
+        if self.lambda_sample:
+            sampled, sample_mask = self._judge_sample(discriminator, batch, self.finished_sample(denoiser, batch, 1,
+                                                                                                 grad=True), 1)
+            parts["g_sample"] = losses.generator_adversarial_loss(sampled, sample_mask, self.lambda_mask)["loss"]
+            loss = loss + self.lambda_sample * parts["g_sample"]
         weight = self.alphas_cumprod[t].sqrt().to(x0.dtype) if self.rec_weighting == "snr" else None
         parts["rec"] = losses.reconstruction_loss(x0_hat, x0, m, weight)
         loss = loss + self.lambda_rec * parts["rec"]
