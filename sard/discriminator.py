@@ -9,6 +9,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 VIEWS = ("pair", "clean")
+HIGH_PASS_MODES = ("image", "mask")
 
 
 def high_pass(x: torch.Tensor, size: int = 5) -> torch.Tensor:
@@ -18,6 +19,18 @@ def high_pass(x: torch.Tensor, size: int = 5) -> torch.Tensor:
     """
     pad = size // 2
     return x - F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), size, stride=1)
+
+
+def masked_high_pass(x: torch.Tensor, mask: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """``x`` minus the mean of its ``size x size`` neighbours inside ``mask``, zero outside the mask: the texture of
+    the fill alone, without the step at the mask's border (as large in a smooth fill as in a real defect) that
+    dominates :func:`high_pass` near it. The classifier two-sample test's texture channel
+    (:func:`sard.evaluation.c2st.defect_crop`)."""
+    pad = size // 2
+    inside = mask.to(x.dtype)
+    total = F.avg_pool2d(F.pad(x * inside, (pad,) * 4), size, stride=1)
+    count = F.avg_pool2d(F.pad(inside, (pad,) * 4), size, stride=1)
+    return (x - total / count.clamp(min=1.0 / size**2)) * inside
 
 
 class _DownBlock(nn.Module):
@@ -47,7 +60,9 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
       at ``t >= 2`` the real/fake difference inside a small mask is far below the noise of ``x_t``;
     - ``"clean"``: the clean image ``x_0`` (a real defect, or the denoiser's prediction ``x0_hat`` from level
       ``t`` pasted into the real background) beside its high-pass residual scaled by ``high_pass_scale``, so the
-      fine texture that tells a painted defect from a real one is as large as the shading.
+      fine texture that tells a painted defect from a real one is as large as the shading. The residual is
+      ``high_pass_mode``'s: ``"image"``, :func:`high_pass` of the whole crop; ``"mask"``,
+      :func:`masked_high_pass`, the texture inside the mask alone.
 
     The heads:
 
@@ -65,6 +80,7 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
         mask_head (`bool`, defaults to True): build the mask-aware head (False: global head only).
         view (`str`, defaults to `"pair"`): `"pair"` or `"clean"`, see above.
         high_pass_scale (`float`, defaults to 10.0): gain of the high-pass channels of the clean view.
+        high_pass_mode (`str`, defaults to `"image"`): `"image"` or `"mask"`, see above.
     """
 
     @register_to_config
@@ -77,10 +93,13 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
         mask_head: bool = True,
         view: str = "pair",
         high_pass_scale: float = 10.0,
+        high_pass_mode: str = "image",
     ):
         super().__init__()
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}.")
+        if high_pass_mode not in HIGH_PASS_MODES:
+            raise ValueError(f"high_pass_mode must be one of {HIGH_PASS_MODES}, got {high_pass_mode!r}.")
         embedding_dim = channels[-1]
         self.time_embedding = nn.Sequential(
             nn.Embedding(num_train_timesteps + 1, embedding_dim), nn.Linear(embedding_dim, embedding_dim), nn.SiLU()
@@ -120,7 +139,12 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
         """
         if (self.config.view == "pair") != (x_t is not None):
             raise ValueError(f"The {self.config.view} view takes x_t {'' if x_t is None else 'not '}as input.")
-        second = x_t if x_t is not None else high_pass(x) * self.config.high_pass_scale
+        if x_t is not None:
+            second = x_t
+        elif self.config.high_pass_mode == "mask":
+            second = masked_high_pass(x, mask) * self.config.high_pass_scale
+        else:
+            second = high_pass(x) * self.config.high_pass_scale
         embedding = self.time_embedding(timestep.long())
         h = self.stem(torch.cat([x, second, mask.to(x.dtype)], dim=1))
         for block in self.blocks:

@@ -64,5 +64,5 @@ def test_lambda_sample_adds_the_finished_samples_to_both_blocks():
     levels = weighted.accuracy_by_level(discriminator, denoiser, batch)
     assert {"acc_global_t0", "acc_mask_t0"} <= levels.keys() and "acc_mask_t0" not in without.accuracy_by_level(
         discriminator, denoiser, batch)
-    with pytest.raises(ValueError, match="need the clean view"):
+    with pytest.raises(ValueError, match="lambda_sample needs the clean view"):
         DMGLoss(SARDScheduler(num_train_timesteps=T).alphas_cumprod, 4, lambda_sample=1.0)

@@ -236,6 +236,14 @@ def test_lambda_sample_trains_on_finished_samples_and_measures_them_held_out(dat
         train(parse_args(_args(data, tmp_path / "refused", "--lambda_sample", "1")))
 
 
+def test_high_pass_mode_mask_trains_and_is_in_the_card(data, tmp_path):
+    run = tmp_path / "run"
+    train(parse_args(_args(data, run, "--max_steps", "1", "--disc_view", "clean", "--high_pass_mode", "mask")))
+    assert "clean view (high-pass: mask)" in (run / "README.md").read_text()
+    with pytest.raises(ConfigError, match="high_pass_mode must be image or mask"):
+        train(parse_args(_args(data, tmp_path / "refused", "--high_pass_mode", "edges")))
+
+
 def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, step_log):
     output_dir = tmp_path / "run"
     options = ["--max_steps", "3", "--checkpoint_every", "1000"]

@@ -40,6 +40,8 @@ class TrainConfig:
     mask_head: bool = True  # the mask-aware discriminator head (False: global head only, an ablation)
     disc_view: str = "pair"  # pair: DDGAN's (x_{t-1}, x_t) | clean: x0_hat against x_a, with a high-pass view
     high_pass_scale: float = 10.0  # gain of the clean view's high-pass channels
+    high_pass_mode: str = "image"  # clean view: image (the crop minus its 5 x 5 blur) | mask (the texture inside
+    # the mask alone, minus its 3 x 3 neighbours there: the C2ST's texture channel)
     disc_augment: str = ""  # clean view: DiffAugment for few-shot data, e.g. "color,translation" (empty: off)
 
     # Diffusion
@@ -140,6 +142,8 @@ class TrainConfig:
             errors.append("fake_history needs disc_view clean (a stored pair would need its x_t too)")
         if self.lambda_sample and self.disc_view != "clean":
             errors.append("lambda_sample needs disc_view clean (a finished sample has no x_t)")
+        if self.high_pass_mode not in ("image", "mask"):
+            errors.append(f"high_pass_mode must be image or mask, got {self.high_pass_mode!r}")
         if self.rec_weighting not in ("flat", "snr"):
             errors.append(f"rec_weighting must be flat or snr, got {self.rec_weighting!r}")
         for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "ms_target", "lambda_hf",

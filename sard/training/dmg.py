@@ -114,10 +114,11 @@ class DMGLoss:
     lambda_sample: float = 0.0
 
     def __post_init__(self):
-        if (self.augment or self.fake_history or self.lambda_sample) and self.view != "clean":
+        used = [name for name in ("augment", "fake_history", "lambda_sample") if getattr(self, name)]
+        if used and self.view != "clean":
             # The pair view's x_t would have to move with x_{t-1}, a stored pair would need its x_t, and a
             # finished sample has no x_t.
-            raise ValueError("augment, fake_history and lambda_sample need the clean view.")
+            raise ValueError(f"{' and '.join(used)} need{'s' if len(used) == 1 else ''} the clean view.")
 
     @classmethod
     def from_config(cls, config, alphas_cumprod: torch.Tensor) -> DMGLoss:

@@ -79,6 +79,9 @@ def model_card(
         }]}]
     painting_bound = (f"at most {config.max_crop_size} px (larger masks painted at a lower scale)"
                       if config.max_crop_size else "no bound")
+    view = f"{config.disc_view} view"
+    if config.disc_view == "clean":
+        view += f" (high-pass: {config.high_pass_mode})"
     split_lines = "\n".join(
         f"| {d} | {train} | {held} |" for d, (train, held) in split_counts.items()
     )
@@ -123,7 +126,7 @@ trained this model; the rest are held out (the exact lists are in the run direct
 | denoiser channels | {config.channels} |
 | reverse steps T | {config.num_timesteps} |
 | started from | {f"the denoiser of `{config.init_from}`" if config.init_from else "random initialisation"} |
-| discriminator | {config.disc_view} view, mask-aware head {'on' if config.mask_head else 'off'}, \
+| discriminator | {view}, mask-aware head {'on' if config.mask_head else 'off'}, \
 {config.disc_steps} update(s) per denoiser update, {config.disc_warmup_steps} warm-up steps alone, \
 DiffAugment {config.disc_augment or 'off'}, \
 {f"a history of {config.fake_history} past fakes" if config.fake_history else "no history of past fakes"} |

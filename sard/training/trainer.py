@@ -55,6 +55,7 @@ def build_models(config: TrainConfig, defect_types: list[str]):
         mask_head=config.mask_head,
         view=config.disc_view,
         high_pass_scale=config.high_pass_scale,
+        high_pass_mode=config.high_pass_mode,
     )
     scheduler = SARDScheduler(config.num_timesteps, config.beta_min, config.beta_max)
     return denoiser, discriminator, scheduler
