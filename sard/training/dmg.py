@@ -165,6 +165,15 @@ class DMGLoss:
             return x, batch["mask"]
         return diff_augment(x, batch["mask"], batch["augment"][which], self.augment)
 
+    def _judge(self, discriminator, batch: dict, fakes: Fakes, which: int, augment: bool):
+        """The clean-view discriminator's logits on ``fakes`` (each with its own mask, level and label), through
+        DiffAugment with the batch's draw ``which`` when ``augment``. Returns ``(logits, mask)``, the mask as the
+        discriminator saw it."""
+        image, mask = fakes.image, fakes.mask
+        if augment and self.augment:
+            image, mask = diff_augment(image, mask, batch["augment"][which], self.augment)
+        return discriminator(image, fakes.t, mask, fakes.label), mask
+
     def _judge_fake(self, discriminator, batch: dict, x0_hat: torch.Tensor, x_t: torch.Tensor, which: int,
                     augment: bool = False):
         """The discriminator's logits on the fake made from ``x0_hat``: the prediction pasted into the real
@@ -172,10 +181,8 @@ class DMGLoss:
         drawn from it (pair view). Returns ``(logits, mask)``, the mask as the discriminator saw it."""
         x0, m, t, label = batch["image"], batch["mask"], batch["t"], batch["label"]
         if self.view == "clean":
-            fake = sampling.blend_known(x0_hat, x0, m)
-            if augment:
-                fake, m = self._augmented(batch, fake, which)
-            return discriminator(fake, t, m, label), m
+            return self._judge(discriminator, batch, Fakes(sampling.blend_known(x0_hat, x0, m), m, t, label), which,
+                               augment)
         return discriminator(fake_prev(batch, x0_hat, x_t, self.alphas_cumprod, which), t, m, label, x_t=x_t), m
 
     def finished_sample(self, denoiser, batch: dict, which: int, grad: bool = False) -> torch.Tensor:
@@ -197,8 +204,8 @@ class DMGLoss:
     def _judge_sample(self, discriminator, batch: dict, sample: torch.Tensor, which: int):
         """The discriminator's logits on finished samples (level 0, through DiffAugment with draw ``which``) and
         the mask as it saw them."""
-        sample, m = self._augmented(batch, sample, which)
-        return discriminator(sample, torch.zeros_like(batch["t"]), m, batch["label"]), m
+        fakes = Fakes(sample, batch["mask"], torch.zeros_like(batch["t"]), batch["label"])
+        return self._judge(discriminator, batch, fakes, which, augment=True)
 
     @torch.no_grad()
     def accuracy_by_level(self, discriminator, denoiser, batch: dict) -> dict[str, float]:
@@ -247,11 +254,7 @@ class DMGLoss:
             fake, fake_mask = self._judge_fake(discriminator, batch, x0_hat, x_t, 0, augment=True)
         else:
             judged = history.exchange(Fakes(sampling.blend_known(x0_hat, x0, m), m, t, label), batch["history"])
-            fake_mask = judged.mask
-            image = judged.image
-            if self.augment:
-                image, fake_mask = diff_augment(image, fake_mask, batch["augment"][0], self.augment)
-            fake = discriminator(image, judged.t, fake_mask, judged.label)
+            fake, fake_mask = self._judge(discriminator, batch, judged, 0, augment=True)
         parts = losses.discriminator_loss(real, fake, seen_mask, self.lambda_mask, fake_mask)
         parts.update(losses.discriminator_accuracy(real, fake, seen_mask, fake_mask))
         loss = parts["loss"]
