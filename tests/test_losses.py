@@ -155,7 +155,7 @@ def test_r1_penalty_is_the_squared_gradient_norm_per_sample():
     torch.testing.assert_close(w.grad, 2 * w.detach() * x.detach().pow(2) / 3)
 
 
-@pytest.mark.parametrize(("option", "part"), [("lambda_hf", "hf"), ("lambda_low", "low")])
+@pytest.mark.parametrize(("option", "part"), [("lambda_hf", "hf"), ("lambda_low", "low"), ("lambda_tone", "tone")])
 def test_the_denoiser_loss_adds_each_weighted_term(option, part):
     from conftest import make_denoiser
 
@@ -186,3 +186,21 @@ def test_low_frequency_loss_sees_colour_and_shading_and_not_fine_texture():
     stain = losses.low_frequency_loss(grey, rust, mask).item()
     assert stain > 0.05
     assert losses.low_frequency_loss(checker, grey, mask).item() < 0.1 * stain
+
+
+def test_tone_gap_compares_mean_colour_inside_the_mask_not_where_it_lies():
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1.0
+    tile = torch.zeros(2, 3, 8, 8)
+    crack = tile.clone()
+    crack[:, :, 3, 2:6] = -0.8  # a dark line, a quarter of the mask: its mean is -0.2 in every channel
+    assert losses.tone_gap(crack, crack, mask).item() == 0.0
+    assert losses.tone_gap(tile, crack, mask).item() == pytest.approx(0.2)  # the crack lightened away
+    # The same darkness spread evenly, or the line moved by a row: the same tone, no gap.
+    assert losses.tone_gap(tile - 0.2 * mask, crack, mask).item() == pytest.approx(0.0, abs=1e-7)
+    assert losses.tone_gap(crack.roll(1, dims=2), crack, mask).item() == pytest.approx(0.0, abs=1e-7)
+    # Per channel: a red stain of the same grey level still differs in colour; outside the mask nothing counts.
+    red = tile.clone()
+    red[:, 0] += 0.6 * mask[:, 0]
+    assert losses.tone_gap(red, tile, mask).item() == pytest.approx(0.2)
+    assert losses.tone_gap(tile + (1 - mask), tile, mask).item() == 0.0

@@ -60,6 +60,7 @@ class TrainConfig:
     # defect's spread inside its mask (0: MSGAN's unbounded ratio)
     lambda_hf: float = 0.0  # high-frequency gap: the fill holds as much fine texture as the real defect (0: off)
     lambda_low: float = 0.0  # L1 of the 9 x 9 box blurs, every level alike: the fill keeps its shading and colour
+    lambda_tone: float = 0.0  # tone gap, every level alike: the fill's mean colour in the mask is the real defect's
     lambda_sample: float = 0.0  # clean view: adversarial term on finished samples (the whole chain), at level 0
     disc_warmup_steps: int = 0  # the first N steps train the discriminator alone (with init_from: against the
     # starting denoiser, so that its first adversarial gradients carry signal)
@@ -147,7 +148,8 @@ class TrainConfig:
         if self.rec_weighting not in ("flat", "snr"):
             errors.append(f"rec_weighting must be flat or snr, got {self.rec_weighting!r}")
         for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "ms_target", "lambda_hf",
-                     "lambda_low", "lambda_sample", "r1_gamma", "lr_g", "lr_d", "scale_jitter", "high_pass_scale"):
+                     "lambda_low", "lambda_tone", "lambda_sample", "r1_gamma", "lr_g", "lr_d", "scale_jitter",
+                     "high_pass_scale"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.scale_jitter < 1.0:

@@ -79,6 +79,9 @@ class DMGLoss:
             decided, are almost free of the L1, and a discriminator that judges texture does not hold them either;
             this holds them to the real defect's (0: off). On bottle, at weight 1, it did not keep the fills' colour
             (docs/dmg_measurements.md, run b4).
+        lambda_tone: weight of the tone gap (:func:`~sard.training.losses.tone_gap`), at every level alike: the
+            fill's mean colour inside the mask, pasted into the real background, should be the real defect's, so
+            that a discriminator judging texture cannot lighten a crack away (0: off).
         view: the discriminator's view, ``"pair"`` or ``"clean"`` (kept here: a DDP-wrapped network has no config).
         augment: clean view only: the DiffAugment transforms (:mod:`~sard.training.diffaugment`) through which the
             discriminator sees real and fake crops in training, e.g. ``("color", "translation")`` (empty: none).
@@ -112,6 +115,7 @@ class DMGLoss:
     ms_target: float = 0.0
     fake_history: int = 0
     lambda_sample: float = 0.0
+    lambda_tone: float = 0.0
 
     def __post_init__(self):
         used = [name for name in ("augment", "fake_history", "lambda_sample") if getattr(self, name)]
@@ -126,7 +130,7 @@ class DMGLoss:
         return cls(alphas_cumprod, config.latent_dim, config.lambda_mask, config.lambda_x0, config.lambda_rec,
                    config.mask_head, config.r1_gamma, config.r1_every, config.lambda_adv, config.rec_weighting,
                    config.lambda_ms, config.disc_view, config.lambda_hf, config.disc_augment_policy(),
-                   config.lambda_low, config.ms_target, config.fake_history, config.lambda_sample)
+                   config.lambda_low, config.ms_target, config.fake_history, config.lambda_sample, config.lambda_tone)
 
     @property
     def num_timesteps(self) -> int:
@@ -315,6 +319,9 @@ class DMGLoss:
         if self.lambda_low > 0:
             parts["low"] = losses.low_frequency_loss(sampling.blend_known(x0_hat, x0, m), x0, m)
             loss = loss + self.lambda_low * parts["low"]
+        if self.lambda_tone > 0:
+            parts["tone"] = losses.tone_gap(sampling.blend_known(x0_hat, x0, m), x0, m)
+            loss = loss + self.lambda_tone * parts["tone"]
         if self.lambda_ms > 0:
             other = denoiser(x_t, t, batch["z"][0], m, known, label)
             parts["ms"] = losses.mode_seeking_ratio(x0_hat, other, batch["z"][1], batch["z"][0], m)

@@ -115,6 +115,16 @@ def low_frequency_loss(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tenso
     return reconstruction_loss(fake - high_pass(fake, size), real - high_pass(real, size), mask)
 
 
+def tone_gap(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mean_{b,c} |mean_m(fake_bc) - mean_m(real_bc)|``: each image's mean colour inside its mask, per channel,
+    should be the real defect's. With the background real, that is the defect's contrast against its
+    surroundings, the figure a segmenter learns a crack by; where inside the mask the dark pixels go is left free
+    (an L1 pins them to the real defect's pixels, a blur L1 to its blurred shading)."""
+    weight = mask.to(fake.dtype).expand_as(fake).flatten(2)
+    area = weight.sum(2).clamp(min=1.0)
+    return (((fake - real).flatten(2) * weight).sum(2) / area).abs().mean()
+
+
 def pooled_mask_logits(mask_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`(B,)`: each image's mask-aware logits averaged over its mask and border (see :func:`logit_mask`)."""
     cells = logit_mask(mask, mask_logits)

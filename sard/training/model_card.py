@@ -132,7 +132,7 @@ DiffAugment {config.disc_augment or 'off'}, \
 {f"a history of {config.fake_history} past fakes" if config.fake_history else "no history of past fakes"} |
 | loss weights | lambda_adv {config.lambda_adv}, lambda_mask {config.lambda_mask}, lambda_x0 {config.lambda_x0}, \
 lambda_ms {config.lambda_ms}{f" (up to {config.ms_target} of the real spread)" if config.ms_target else ""}, \
-lambda_hf {config.lambda_hf}, lambda_low {config.lambda_low}, \
+lambda_hf {config.lambda_hf}, lambda_low {config.lambda_low}, lambda_tone {config.lambda_tone}, \
 lambda_sample {config.lambda_sample} (finished samples) |
 | reconstruction | lambda_rec {config.lambda_rec}, {config.rec_weighting} weighting |
 | R1 | gamma {config.r1_gamma}, every {config.r1_every} steps |
