@@ -204,3 +204,18 @@ def test_tone_gap_compares_mean_colour_inside_the_mask_not_where_it_lies():
     red[:, 0] += 0.6 * mask[:, 0]
     assert losses.tone_gap(red, tile, mask).item() == pytest.approx(0.2)
     assert losses.tone_gap(tile + (1 - mask), tile, mask).item() == 0.0
+
+
+def test_tone_gap_per_type_leaves_each_fill_its_own_tone_but_not_the_types_average():
+    mask = torch.ones(4, 1, 2, 2)
+    real = torch.zeros(4, 1, 2, 2)
+    label = torch.tensor([0, 0, 1, 1])
+    # Type 0: one fill darker, one lighter than its real defect by as much: on average right, no gap per type.
+    fake = torch.tensor([-0.3, 0.3, 0.0, 0.0]).reshape(4, 1, 1, 1).expand(4, 1, 2, 2)
+    assert losses.tone_gap(fake, real, mask).item() == pytest.approx(0.15)  # per image: 0.6 / 4
+    assert losses.tone_gap(fake, real, mask, label).item() == pytest.approx(0.0, abs=1e-7)
+    # Type 1 lighter on average by 0.2 (0.1 and 0.3): the types' gaps 0 and 0.2, averaged.
+    fake = torch.tensor([-0.3, 0.3, 0.1, 0.3]).reshape(4, 1, 1, 1).expand(4, 1, 2, 2)
+    assert losses.tone_gap(fake, real, mask, label).item() == pytest.approx(0.1)
+    # Labels need not be contiguous or sorted.
+    assert losses.tone_gap(fake, real, mask, torch.tensor([7, 7, 2, 2])).item() == pytest.approx(0.1)

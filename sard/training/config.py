@@ -60,7 +60,7 @@ class TrainConfig:
     # defect's spread inside its mask (0: MSGAN's unbounded ratio)
     lambda_hf: float = 0.0  # high-frequency gap: the fill holds as much fine texture as the real defect (0: off)
     lambda_low: float = 0.0  # L1 of the 9 x 9 box blurs, every level alike: the fill keeps its shading and colour
-    lambda_tone: float = 0.0  # tone gap, every level alike: the fill's mean colour in the mask is the real defect's
+    lambda_tone: float = 0.0  # tone gap, every level alike: each type's fills as dark as its real defects on average
     lambda_sample: float = 0.0  # clean view: adversarial term on finished samples (the whole chain), at level 0
     disc_warmup_steps: int = 0  # the first N steps train the discriminator alone (with init_from: against the
     # starting denoiser, so that its first adversarial gradients carry signal)

@@ -79,9 +79,10 @@ class DMGLoss:
             decided, are almost free of the L1, and a discriminator that judges texture does not hold them either;
             this holds them to the real defect's (0: off). On bottle, at weight 1, it did not keep the fills' colour
             (docs/dmg_measurements.md, run b4).
-        lambda_tone: weight of the tone gap (:func:`~sard.training.losses.tone_gap`), at every level alike: the
-            fill's mean colour inside the mask, pasted into the real background, should be the real defect's, so
-            that a discriminator judging texture cannot lighten a crack away (0: off).
+        lambda_tone: weight of the tone gap (:func:`~sard.training.losses.tone_gap`, per defect type in the
+            batch), at every level alike: a type's fills, pasted into the real background, should be as dark (in
+            each channel) as its real defects on average, so that a discriminator judging texture cannot lighten
+            the cracks away (0: off).
         view: the discriminator's view, ``"pair"`` or ``"clean"`` (kept here: a DDP-wrapped network has no config).
         augment: clean view only: the DiffAugment transforms (:mod:`~sard.training.diffaugment`) through which the
             discriminator sees real and fake crops in training, e.g. ``("color", "translation")`` (empty: none).
@@ -320,7 +321,7 @@ class DMGLoss:
             parts["low"] = losses.low_frequency_loss(sampling.blend_known(x0_hat, x0, m), x0, m)
             loss = loss + self.lambda_low * parts["low"]
         if self.lambda_tone > 0:
-            parts["tone"] = losses.tone_gap(sampling.blend_known(x0_hat, x0, m), x0, m)
+            parts["tone"] = losses.tone_gap(sampling.blend_known(x0_hat, x0, m), x0, m, label)
             loss = loss + self.lambda_tone * parts["tone"]
         if self.lambda_ms > 0:
             other = denoiser(x_t, t, batch["z"][0], m, known, label)

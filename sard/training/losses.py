@@ -115,14 +115,25 @@ def low_frequency_loss(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tenso
     return reconstruction_loss(fake - high_pass(fake, size), real - high_pass(real, size), mask)
 
 
-def tone_gap(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def tone_gap(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, label: torch.Tensor | None = None
+             ) -> torch.Tensor:
     """``mean_{b,c} |mean_m(fake_bc) - mean_m(real_bc)|``: each image's mean colour inside its mask, per channel,
     should be the real defect's. With the background real, that is the defect's contrast against its
     surroundings, the figure a segmenter learns a crack by; where inside the mask the dark pixels go is left free
-    (an L1 pins them to the real defect's pixels, a blur L1 to its blurred shading)."""
+    (an L1 pins them to the real defect's pixels, a blur L1 to its blurred shading).
+
+    With ``label`` (`(B,)` defect types) the signed gaps are first averaged over each type's images in the batch:
+    a type's fills must be as dark as its real defects on average, and each fill may be lighter or darker than
+    the one real defect it stands beside. Per image, the gap asks every fill from a noisy level for the tone of
+    a real defect it cannot see, which makes the fills alike (measured: docs/dmg_measurements.md)."""
     weight = mask.to(fake.dtype).expand_as(fake).flatten(2)
-    area = weight.sum(2).clamp(min=1.0)
-    return (((fake - real).flatten(2) * weight).sum(2) / area).abs().mean()
+    gaps = ((fake - real).flatten(2) * weight).sum(2) / weight.sum(2).clamp(min=1.0)  # (B, C), signed
+    if label is None:
+        return gaps.abs().mean()
+    types, group = torch.unique(label, return_inverse=True)
+    sums = gaps.new_zeros(len(types), gaps.shape[1]).index_add_(0, group, gaps)
+    counts = torch.bincount(group, minlength=len(types)).to(gaps.dtype)
+    return (sums / counts[:, None]).abs().mean()
 
 
 def pooled_mask_logits(mask_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
