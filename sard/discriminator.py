@@ -9,7 +9,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 VIEWS = ("pair", "clean")
-HIGH_PASS_MODES = ("image", "mask")
+HIGH_PASS_MODES = ("image", "mask", "fill")
 
 
 def high_pass(x: torch.Tensor, size: int = 5) -> torch.Tensor:
@@ -31,6 +31,19 @@ def masked_high_pass(x: torch.Tensor, mask: torch.Tensor, size: int = 3) -> torc
     total = F.avg_pool2d(F.pad(x * inside, (pad,) * 4), size, stride=1)
     count = F.avg_pool2d(F.pad(inside, (pad,) * 4), size, stride=1)
     return (x - total / count.clamp(min=1.0 / size**2)) * inside
+
+
+def ring_relative(x: torch.Tensor, mask: torch.Tensor, width: int = 3) -> torch.Tensor:
+    """``x`` minus its mean over the ring of pixels within ``width`` of the mask (per image and channel), inside
+    the mask, zero outside: the fill's tone against the surface around it, the classifier two-sample test's grey
+    channel (:func:`sard.evaluation.c2st.defect_crop`). A mask with no ring (it fills the crop) is taken against
+    its own mean."""
+    inside = mask.to(x.dtype)
+    around = F.max_pool2d(inside, 2 * width + 1, stride=1, padding=width) - inside
+    ring_area, area = around.sum((2, 3)), inside.sum((2, 3))
+    level = torch.where(ring_area > 0, (x * around).sum((2, 3)) / ring_area.clamp(min=1.0),
+                        (x * inside).sum((2, 3)) / area.clamp(min=1.0))
+    return (x - level[..., None, None]) * inside
 
 
 class _DownBlock(nn.Module):
@@ -62,7 +75,10 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
       ``t`` pasted into the real background) beside its high-pass residual scaled by ``high_pass_scale``, so the
       fine texture that tells a painted defect from a real one is as large as the shading. The residual is
       ``high_pass_mode``'s: ``"image"``, :func:`high_pass` of the whole crop; ``"mask"``,
-      :func:`masked_high_pass`, the texture inside the mask alone.
+      :func:`masked_high_pass`, the texture inside the mask alone; ``"fill"``, the fill alone as the classifier
+      two-sample test sees it: :func:`masked_high_pass` beside :func:`ring_relative` (scaled by
+      ``high_pass_scale / 4``, the test's ratio) instead of the crop, zero outside the mask, so the tone of a
+      fill counts against its surroundings, not as an absolute level the surface's own brightness varies.
 
     The heads:
 
@@ -80,7 +96,7 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
         mask_head (`bool`, defaults to True): build the mask-aware head (False: global head only).
         view (`str`, defaults to `"pair"`): `"pair"` or `"clean"`, see above.
         high_pass_scale (`float`, defaults to 10.0): gain of the high-pass channels of the clean view.
-        high_pass_mode (`str`, defaults to `"image"`): `"image"` or `"mask"`, see above.
+        high_pass_mode (`str`, defaults to `"image"`): `"image"`, `"mask"` or `"fill"`, see above.
     """
 
     @register_to_config
@@ -141,8 +157,10 @@ class MaskAwareDiscriminator(ModelMixin, ConfigMixin):
             raise ValueError(f"The {self.config.view} view takes x_t {'' if x_t is None else 'not '}as input.")
         if x_t is not None:
             second = x_t
-        elif self.config.high_pass_mode == "mask":
+        elif self.config.high_pass_mode in ("mask", "fill"):
             second = masked_high_pass(x, mask) * self.config.high_pass_scale
+            if self.config.high_pass_mode == "fill":
+                x = ring_relative(x, mask) * (self.config.high_pass_scale / 4)
         else:
             second = high_pass(x) * self.config.high_pass_scale
         embedding = self.time_embedding(timestep.long())

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sard import MaskAwareDiscriminator
-from sard.discriminator import high_pass, masked_high_pass
+from sard.discriminator import high_pass, masked_high_pass, ring_relative
 from sard.training import losses
 
 
@@ -116,6 +116,50 @@ def test_masked_high_pass_sees_the_fill_and_not_its_border():
         MaskAwareDiscriminator(high_pass_mode="edges")
 
 
+def test_ring_relative_is_the_fill_against_the_surface_around_it():
+    """Inside the mask: each pixel minus the mean of the 3-pixel ring around the mask; outside: zero. The same
+    dark crack on a bright or a dim surface looks the same; without a ring, the mask's own mean is the level."""
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 6:10, 6:10] = 1.0
+    for surface in (0.5, -0.3):
+        image = torch.full((1, 3, 16, 16), surface)
+        image[..., :, :8] += 0.1 * mask[..., :, :8]  # left half of the fill a little lighter...
+        image[..., 2, :] -= 0.4  # ...and a dark row far from the mask, outside the ring: not counted
+        image = torch.where(mask.bool(), image - 0.6, image)
+        relative = ring_relative(image, mask)
+        assert relative[..., :6, :].abs().max() == 0.0  # outside the mask
+        torch.testing.assert_close(relative[0, :, 7, 6], torch.full((3,), -0.5))
+        torch.testing.assert_close(relative[0, :, 7, 9], torch.full((3,), -0.6))
+    everywhere = torch.ones(1, 1, 8, 8)
+    image = torch.arange(64.0).reshape(1, 1, 8, 8)
+    torch.testing.assert_close(ring_relative(image, everywhere), image - image.mean())
+
+
+def test_fill_view_tells_a_lightened_crack_from_a_dark_one():
+    """The fill view shows the fill's tone against its ring: a discriminator trained on dark textured defects
+    against the same defects lightened to the surface's level (texture unchanged) leaves chance."""
+    torch.manual_seed(0)
+    disc = MaskAwareDiscriminator(channels=(8, 16), num_train_timesteps=4, view="clean", high_pass_mode="fill")
+    optimiser = torch.optim.Adam(disc.parameters(), lr=5e-4, betas=(0.5, 0.9))
+
+    def batch(n, generator):
+        real, _, mask = _textured_defects(n, 24, generator)
+        light = torch.where(mask.bool(), real + 0.6, real)  # the darkness gone, the grain kept
+        return real, light, mask, torch.randint(1, 5, (n,), generator=generator)
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(STEPS):
+        real, fake, mask, t = batch(16, generator)
+        loss = losses.discriminator_loss(disc(real, t, mask), disc(fake, t, mask), mask, 1.0)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        real, fake, mask, t = batch(64, torch.Generator().manual_seed(99))
+        accuracy = losses.discriminator_accuracy(disc(real, t, mask), disc(fake, t, mask), mask)
+    assert accuracy["acc_mask"] > 0.9 and accuracy["acc_global"] > 0.9
+
+
 def test_clean_view_takes_no_x_t_and_the_pair_view_needs_it():
     torch.manual_seed(0)
     clean = MaskAwareDiscriminator(channels=(4, 8), view="clean")
@@ -171,7 +215,7 @@ def held_out_accuracy_after_training(augment=None, high_pass_mode: str = "image"
         return losses.discriminator_accuracy(disc(real, t, mask), disc(fake, t, mask), mask)
 
 
-@pytest.mark.parametrize("high_pass_mode", ["image", "mask"])
+@pytest.mark.parametrize("high_pass_mode", ["image", "mask", "fill"])
 def test_clean_view_leaves_chance_against_fills_without_texture(high_pass_mode):
     """The finding behind the clean view: against fakes that differ from real defects only in texture, it leaves
     chance within a hundred CPU steps, on held-out crops (the pair view judged x_{t-1} beside x_t, under the

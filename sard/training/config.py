@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..config import ConfigError, add_override_arguments, field_types, load, parse_overrides
+from ..discriminator import HIGH_PASS_MODES
 from .diffaugment import parse_policy
 
 
@@ -41,7 +42,8 @@ class TrainConfig:
     disc_view: str = "pair"  # pair: DDGAN's (x_{t-1}, x_t) | clean: x0_hat against x_a, with a high-pass view
     high_pass_scale: float = 10.0  # gain of the clean view's high-pass channels
     high_pass_mode: str = "image"  # clean view: image (the crop minus its 5 x 5 blur) | mask (the texture inside
-    # the mask alone, minus its 3 x 3 neighbours there: the C2ST's texture channel)
+    # the mask alone, minus its 3 x 3 neighbours there: the C2ST's texture channel) | fill (the mask's texture and
+    # its tone against the ring around it, zero outside: the C2ST's whole view)
     disc_augment: str = ""  # clean view: DiffAugment for few-shot data, e.g. "color,translation" (empty: off)
 
     # Diffusion
@@ -143,8 +145,8 @@ class TrainConfig:
             errors.append("fake_history needs disc_view clean (a stored pair would need its x_t too)")
         if self.lambda_sample and self.disc_view != "clean":
             errors.append("lambda_sample needs disc_view clean (a finished sample has no x_t)")
-        if self.high_pass_mode not in ("image", "mask"):
-            errors.append(f"high_pass_mode must be image or mask, got {self.high_pass_mode!r}")
+        if self.high_pass_mode not in HIGH_PASS_MODES:
+            errors.append(f"high_pass_mode must be one of {', '.join(HIGH_PASS_MODES)}, got {self.high_pass_mode!r}")
         if self.rec_weighting not in ("flat", "snr"):
             errors.append(f"rec_weighting must be flat or snr, got {self.rec_weighting!r}")
         for name in ("lambda_mask", "lambda_x0", "lambda_adv", "lambda_rec", "lambda_ms", "ms_target", "lambda_hf",
