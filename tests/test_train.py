@@ -236,11 +236,12 @@ def test_lambda_sample_trains_on_finished_samples_and_measures_them_held_out(dat
         train(parse_args(_args(data, tmp_path / "refused", "--lambda_sample", "1")))
 
 
-def test_high_pass_mode_mask_trains_and_is_in_the_card(data, tmp_path):
+@pytest.mark.parametrize("mode", ["mask", "fill"])
+def test_high_pass_mode_trains_and_is_in_the_card(data, tmp_path, mode):
     run = tmp_path / "run"
-    train(parse_args(_args(data, run, "--max_steps", "1", "--disc_view", "clean", "--high_pass_mode", "mask")))
-    assert "clean view (high-pass: mask)" in (run / "README.md").read_text()
-    with pytest.raises(ConfigError, match="high_pass_mode must be image or mask"):
+    train(parse_args(_args(data, run, "--max_steps", "1", "--disc_view", "clean", "--high_pass_mode", mode)))
+    assert f"clean view (high-pass: {mode})" in (run / "README.md").read_text()
+    with pytest.raises(ConfigError, match="high_pass_mode must be one of image, mask, fill"):
         train(parse_args(_args(data, tmp_path / "refused", "--high_pass_mode", "edges")))
 
 
