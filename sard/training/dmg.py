@@ -314,14 +314,15 @@ class DMGLoss:
         weight = self.alphas_cumprod[t].sqrt().to(x0.dtype) if self.rec_weighting == "snr" else None
         parts["rec"] = losses.reconstruction_loss(x0_hat, x0, m, weight)
         loss = loss + self.lambda_rec * parts["rec"]
+        pasted = sampling.blend_known(x0_hat, x0, m)  # the statistics terms judge the fill in its real background
         if self.lambda_hf > 0:
-            parts["hf"] = losses.high_frequency_gap(sampling.blend_known(x0_hat, x0, m), x0, m)
+            parts["hf"] = losses.high_frequency_gap(pasted, x0, m)
             loss = loss + self.lambda_hf * parts["hf"]
         if self.lambda_low > 0:
-            parts["low"] = losses.low_frequency_loss(sampling.blend_known(x0_hat, x0, m), x0, m)
+            parts["low"] = losses.low_frequency_loss(pasted, x0, m)
             loss = loss + self.lambda_low * parts["low"]
         if self.lambda_tone > 0:
-            parts["tone"] = losses.tone_gap(sampling.blend_known(x0_hat, x0, m), x0, m, label)
+            parts["tone"] = losses.tone_gap(pasted, x0, m, label)
             loss = loss + self.lambda_tone * parts["tone"]
         if self.lambda_ms > 0:
             other = denoiser(x_t, t, batch["z"][0], m, known, label)
