@@ -264,11 +264,14 @@ def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, 
 
 
 # Runs the script under accelerate and records, per process, a digest of the weights it ends with: data-parallel
-# training must leave every process with the same networks.
+# training must leave every process with the same networks. A process still running after 240 s prints where it
+# is and exits, so a hang fails with a stack instead of a bare timeout.
 _DIGEST_DRIVER = """
-import hashlib, runpy, sys
+import faulthandler, hashlib, runpy, sys
 from pathlib import Path
 import accelerate
+
+faulthandler.dump_traceback_later(240, exit=True)  # a hung process fails with its stack, within the 300 s limit
 
 end_training = accelerate.Accelerator.end_training
 

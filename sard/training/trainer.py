@@ -319,7 +319,7 @@ def train(config: TrainConfig) -> None:
             save(step, wall)
         if out_of_time:
             accelerator.print(f"Stopped at step {step} after {session_minutes:.0f} min; go on with --resume latest.")
-            accelerator.end_training()
+            _end(accelerator)
             return
     progress.close()
 
@@ -337,4 +337,11 @@ def train(config: TrainConfig) -> None:
 
             upload_folder(repo_id=config.hub_model_id, folder_path=output_dir,
                           ignore_patterns=["checkpoint-*", ".checkpoint-*", "samples/*", "events.*", "tensorboard/*"])
+    _end(accelerator)
+
+
+def _end(accelerator: Accelerator) -> None:
+    """Close the trackers and the process group together: a process that tears its group down while another is
+    still exporting can leave that one hanging at exit (gloo, seen under load), so all wait for each other first."""
+    accelerator.wait_for_everyone()
     accelerator.end_training()
