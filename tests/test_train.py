@@ -267,7 +267,7 @@ def test_time_limit_stops_with_a_checkpoint_and_resume_finishes(data, tmp_path, 
 # training must leave every process with the same networks. A process still running after 240 s prints where it
 # is and exits, so a hang fails with a stack instead of a bare timeout.
 _DIGEST_DRIVER = """
-import faulthandler, hashlib, runpy, sys
+import faulthandler, hashlib, os, runpy, sys
 from pathlib import Path
 import accelerate
 
@@ -285,6 +285,12 @@ def recording_end_training(self):
     end_training(self)
 
 accelerate.Accelerator.end_training = recording_end_training
+
+if os.environ.get("FAST_CLOCK_RANK") == os.environ["RANK"]:  # this process's training clock runs 10^4 times fast
+    import time, types
+    import sard.training.trainer as trainer
+    start = time.monotonic()
+    trainer.time = types.SimpleNamespace(monotonic=lambda: start + (time.monotonic() - start) * 1e4)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -320,6 +326,21 @@ def test_two_process_cpu_run(data, tmp_path):
     assert rows[1]["r1"] and not rows[0]["r1"]
     _assert_paints_only_inside_the_mask(output_dir, data.train_good[0])
     _assert_paints_only_inside_the_mask(output_dir / "checkpoint-2", data.train_good[0])
+
+
+@pytest.mark.slow
+def test_processes_stop_together_when_one_runs_out_of_time(data, tmp_path):
+    """--max_train_minutes with two processes whose clocks disagree (rank 1's runs 10^4 times fast, so it is out of
+    time at step 1 and rank 0 is not): both stop at the same step, save one checkpoint and exit."""
+    output_dir = tmp_path / "run"
+    env = _env(ACCELERATE_USE_CPU="true", FAST_CLOCK_RANK="1")
+    result = _launch(tmp_path, data, output_dir, env, "--max_train_minutes", "1", "--max_steps", "50")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Stopped at step 1 " in result.stdout
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert not (output_dir / "model_index.json").exists()  # stopped, not finished: no final export
+    digests = [(output_dir / f"rank-{i}.sha256").read_text() for i in range(2)]
+    assert digests[0] == digests[1]
 
 
 def test_processes_that_accelerate_did_not_join_are_refused(data, tmp_path, monkeypatch):

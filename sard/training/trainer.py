@@ -314,7 +314,13 @@ def train(config: TrainConfig) -> None:
             pipe.set_progress_bar_config(disable=True)
             defect_grid(pipe, rows).save(output_dir / "samples" / f"step-{step:06d}.png")
         session_minutes = (time.monotonic() - session_start) / 60
-        out_of_time = config.max_train_minutes > 0 and session_minutes >= config.max_train_minutes
+        out_of_time = False
+        if config.max_train_minutes > 0:
+            # Each process reads its own clock: stop all at the same step if any is out of time, or one would
+            # save and leave while the others wait for it in the next step.
+            if session_minutes >= config.max_train_minutes:
+                accelerator.set_trigger()
+            out_of_time = accelerator.check_trigger()
         if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
             save(step, wall)
         if out_of_time:
