@@ -131,7 +131,8 @@ def test_script_refuses_a_bad_config_before_reading_data(tmp_path):
     assert not output_dir.exists()
 
 
-@pytest.mark.parametrize("name", ["dmg-finetune-cpu.yaml", "dmg-finetune-gpu.yaml"])
+@pytest.mark.parametrize("name", ["dmg-finetune-cpu.yaml", "dmg-finetune-gpu.yaml", "dmg-texture-cpu.yaml",
+                                  "dmg-texture-gpu.yaml"])
 def test_the_dmg_stage_two_configs_are_valid_training_configs(tmp_path, name):
     path = REPO_ROOT / "train" / "configs" / name
     config = load(TrainConfig, path, {"data_root": str(tmp_path)})
@@ -139,10 +140,11 @@ def test_the_dmg_stage_two_configs_are_valid_training_configs(tmp_path, name):
     assert config.held_out_every % config.log_every == 0
 
 
-def test_the_gpu_stage_two_recipe_is_the_measured_cpu_recipe_at_a_gpus_batch():
+@pytest.mark.parametrize("stage", ["dmg-finetune", "dmg-texture"])
+def test_the_gpu_recipes_are_the_measured_cpu_recipes_at_a_gpus_batch(stage):
     configs = REPO_ROOT / "train" / "configs"
-    cpu = yaml.safe_load((configs / "dmg-finetune-cpu.yaml").read_text())
-    gpu = yaml.safe_load((configs / "dmg-finetune-gpu.yaml").read_text())
+    cpu = yaml.safe_load((configs / f"{stage}-cpu.yaml").read_text())
+    gpu = yaml.safe_load((configs / f"{stage}-gpu.yaml").read_text())
     differing = {key for key in cpu.keys() | gpu.keys() if cpu.get(key) != gpu.get(key)}
     assert differing <= {"batch_size", "mixed_precision", "max_steps", "checkpoint_every", "sample_every",
                          "checkpoints_total_limit"}, differing
