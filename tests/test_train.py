@@ -470,3 +470,17 @@ def test_bundle_script_puts_every_stage_and_the_measurements_in_the_card(data, t
     for stage, run in (("stage-1", first), ("stage-2", second)):
         assert (log / stage / "losses.csv").read_text() == (run / "losses.csv").read_text()
     assert (log / "losses.csv").read_text() == (third / "losses.csv").read_text() and not (log / "stage-3").exists()
+
+
+def test_resuming_an_earlier_checkpoint_to_its_own_step_exports_it_with_its_losses(data, tmp_path):
+    """An earlier checkpoint of a finished run becomes a finished run of its own (the pipeline and the losses of
+    that step, as the bundle script takes them): --resume CHECKPOINT --max_steps STEP runs no step and exports."""
+    run = tmp_path / "run"
+    train(parse_args(_args(data, run, "--max_steps", "4", "--checkpoint_every", "2", "--log_every", "1",
+                           "--checkpoints_total_limit", "3")))
+    assert [int(r["step"]) for r in _rows(run / "losses.csv")] == [1, 2, 3, 4]
+    train(parse_args(_args(data, run, "--max_steps", "2", "--checkpoint_every", "2", "--log_every", "1",
+                           "--resume", str(run / "checkpoint-2"))))
+    assert [int(r["step"]) for r in _rows(run / "losses.csv")] == [1, 2]
+    weights = Path("denoiser") / "diffusion_pytorch_model.safetensors"
+    assert (run / weights).read_bytes() == (run / "checkpoint-2" / weights).read_bytes()

@@ -99,14 +99,19 @@ class LossLog:
 
     def __init__(self, path: Path, resume_step: int):
         self.path = path
-        rows = []
+        self.rows = []
         if path.is_file() and resume_step > 0:
             with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
-        self.rows = rows
+                self.rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+            # Drop the steps after the checkpoint now, not at the next logged step: a run resumed from an earlier
+            # checkpoint with --max_steps at that checkpoint logs nothing, and its losses must end where it does.
+            self._write()
 
     def add(self, row: dict) -> None:
         self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self._write()
+
+    def _write(self) -> None:
         fields = list(dict.fromkeys(k for r in self.rows for k in r))
         with atomic_path(self.path) as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
