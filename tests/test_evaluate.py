@@ -232,7 +232,7 @@ def test_checkpoint_per_category(evaluate):
 
 
 @pytest.mark.parametrize("name", ["eval-cpu.yaml", "eval-cpu-128.yaml", "eval-cpu-magnetic-tile.yaml",
-                                  "eval-gpu-256.yaml"])
+                                  "eval-cpu-ball-screw.yaml", "eval-gpu-256.yaml"])
 def test_shipped_configs_load(name):
     config = load(EvalConfig, CONFIGS / name)
     assert config.resolution in (128, 256)
@@ -366,3 +366,15 @@ def test_committed_counts_give_the_committed_results(category):
         got = found[row["method"], row["defect"], row["seed"]]
         for metric in ("iou", "miou", "macc", "aacc"):
             assert round(got[metric], 2) == pytest.approx(row[metric], abs=0.006), (row["method"], row["defect"])
+
+
+def test_match_surroundings_reruns_only_the_rows_that_paint_with_sard():
+    """The placement setting acts on SARD's sets alone, so the fingerprints of the other rows do not change."""
+    plain, matched = EvalConfig(), EvalConfig(match_surroundings=8)
+
+    def same(row):
+        return benchmark.run_fingerprint(plain, "c", 0, row, "ckpt") == benchmark.run_fingerprint(matched, "c", 0, row,
+                                                                                                 "ckpt")
+
+    assert all(same(row) for row in ("none", "real", "cutpaste", "real+draem"))
+    assert not any(same(row) for row in ("sard", "real+sard"))

@@ -14,7 +14,7 @@ from fixtures import make_dataset
 from sard.datasets import load_mask, read_dataset
 from sard.synthesis import SynthesisSettings, synthesize_category
 from sard.synthesis.foreground import Foreground, estimate_foreground, otsu_threshold
-from sard.synthesis.masks import MaskAugmentation, Transform, draw_mask, place_mask
+from sard.synthesis.masks import MaskAugmentation, Transform, draw_mask, place_mask, surroundings_tone
 from sard.synthesis.writer import MANIFEST, read_manifest
 
 
@@ -181,3 +181,51 @@ def test_manifest_is_json_lines(data, tmp_path):
     root = _run(data, tmp_path, n=1)
     lines = (root / MANIFEST).read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def test_surroundings_tone_is_the_ring_against_the_image():
+    gray = np.full((10, 10), 100.0)
+    gray[:, 5:] = 20.0
+    mask = np.zeros((10, 10), bool)
+    mask[4:6, 7:9] = True  # its 1-pixel ring lies in the dark half
+    assert surroundings_tone(gray, mask, width=1) == pytest.approx(20.0 - gray.mean())
+    assert np.isnan(surroundings_tone(gray, np.ones((10, 10), bool)))
+
+
+def _banded(height=48, width=48):
+    """A bright image with one dark horizontal band (rows 16-32), and a small source mask that sits in such a band."""
+    gray = np.full((height, width), 200.0)
+    gray[16:32] = 40.0
+    source = np.zeros((height, width), bool)
+    source[22:26, 22:26] = True
+    return gray, source, surroundings_tone(gray, source)
+
+
+def test_matching_surroundings_puts_a_defect_where_its_training_defect_sat():
+    gray, source, tone = _banded()
+    foreground = np.ones_like(source)
+    tones = {}
+    for candidates in (0, 8):
+        augmentation = MaskAugmentation(shift=0.4, match_surroundings=candidates)
+        rng = np.random.default_rng(0)
+        draws = [draw_mask([source], gray.shape, foreground, augmentation, rng, gray, [tone])[0] for _ in range(40)]
+        tones[candidates] = np.mean([surroundings_tone(gray, m) for m in draws])
+    assert tone < -100
+    assert tones[8] < tones[0] - 50  # most first draws land on the bright part, most matched ones in the band
+    assert abs(tones[8] - tone) < 40
+
+
+def test_first_draw_placement_is_unchanged_without_matching():
+    gray, source, tone = _banded()
+    foreground = np.ones_like(source)
+    augmentation = MaskAugmentation(shift=0.4)
+    plain = draw_mask([source], gray.shape, foreground, augmentation, np.random.default_rng(3))
+    given = draw_mask([source], gray.shape, foreground, augmentation, np.random.default_rng(3), gray, [tone])
+    assert (plain[0] == given[0]).all() and plain[1] == given[1]
+
+
+def test_match_surroundings_counts_in_a_sets_identity_only_for_sard_and_when_on():
+    on = MaskAugmentation(match_surroundings=8)
+    assert "match_surroundings" not in SynthesisSettings("sard", 4).identity()["augmentation"]
+    assert "match_surroundings" not in SynthesisSettings("cutpaste", 4, augmentation=on).identity()["augmentation"]
+    assert SynthesisSettings("sard", 4, augmentation=on).identity()["augmentation"]["match_surroundings"] == 8

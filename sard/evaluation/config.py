@@ -36,6 +36,7 @@ class EvalConfig:
     max_rotation: float = 15.0
     scale_jitter: float = 0.25
     shift: float = 0.1
+    match_surroundings: int = 0  # sard: placements drawn per mask, the one most like its training defect's kept
     sard_batch_size: int = 8
     num_inference_steps: int = 0  # 0: the model's own
     background: str = "clean"  # sard: clean | noised (re-noised as in RePaint; an ablation)
@@ -69,7 +70,8 @@ class EvalConfig:
 
     def augmentation(self) -> MaskAugmentation:
         return MaskAugmentation(rotate90=self.rotate90, max_rotation=self.max_rotation,
-                                scale_jitter=self.scale_jitter, shift=self.shift)
+                                scale_jitter=self.scale_jitter, shift=self.shift,
+                                match_surroundings=self.match_surroundings)
 
     def segmenter_kwargs(self) -> dict:
         if self.segmenter == "unet" and self.unet_width != 16:
@@ -110,6 +112,8 @@ class EvalConfig:
             errors.append(f"anomaly_fraction must be in (0, 1], got {self.anomaly_fraction}")
         if not 0.0 <= self.warmup < 1.0:
             errors.append(f"warmup must be in [0, 1), got {self.warmup}")
+        if self.match_surroundings < 0:
+            errors.append(f"match_surroundings must be 0 or more, got {self.match_surroundings}")
         if not 0.0 <= self.scale_jitter < 1.0:
             errors.append(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
         if self.pretrained and not Path(self.pretrained).exists():
@@ -127,6 +131,8 @@ class EvalConfig:
         values = self.to_dict()
         for key in ("num_threads", "eval_batch_size", "sard_batch_size", "save_segmenter"):
             values.pop(key)
+        # Recorded where it acts, in the SARD sets' identity: the rows without SARD stay valid when it changes.
+        values.pop("match_surroundings")
         # Keys added later only count when used: runs finished before they existed stay valid.
         for key, default in (("background", "clean"), ("region_constraint", True), ("crop", 0), ("max_side", 0),
                              ("fit_side", 0), ("defect_crop", 0.5), ("unet_width", 16), ("defect_weight", 1.0),

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..datasets import Anomaly, load_rgb, read_dataset
 from ..image_io import decode_mask
+from ..synthesis.masks import surroundings_tone
 from . import realism
 
 SPLITS = ("all", "train", "held_out")
@@ -36,10 +37,8 @@ def defect_figures(image: np.ndarray, mask: np.ndarray, ring_width: int = 3) -> 
     """The figures of one defect: ``area`` (%), ``surroundings``, ``contrast`` and ``texture`` (the ratio)."""
     gray, mask = realism.luma(image), np.asarray(mask, dtype=bool)
     stats = realism.defect_stats(gray, mask, ring_width)
-    around = realism.ring(mask, ring_width)
-    surroundings = float(gray[around].mean() - gray.mean()) if around.any() else math.nan
-    return {"area": 100.0 * float(mask.mean()), "surroundings": surroundings, "contrast": stats.contrast,
-            "texture": stats.texture_ratio}
+    return {"area": 100.0 * float(mask.mean()), "surroundings": surroundings_tone(gray, mask, ring_width),
+            "contrast": stats.contrast, "texture": stats.texture_ratio}
 
 
 def summarize(figures: list[dict[str, float]]) -> dict[str, float]:

@@ -39,6 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_rotation", type=float, default=15.0, help="degrees")
     parser.add_argument("--scale_jitter", type=float, default=0.25)
     parser.add_argument("--shift", type=float, default=0.1, help="fraction of the image size")
+    parser.add_argument("--match_surroundings", type=int, default=0,
+                        help="sard: draw this many placements per mask and keep the one whose surroundings are "
+                        "most like its training defect's (e.g. 8; 0: the first draw)")
     parser.add_argument("--num_threads", type=int, default=0,
                         help="CPU threads per process (0: the cores divided among the local processes)")
     return parser.parse_args(argv)
@@ -50,7 +53,8 @@ def main(argv=None) -> Path:
     if args.method == "sard" and not args.checkpoint:
         raise ConfigError("--method sard needs --checkpoint (a SARD pipeline folder or hub id).")
     augmentation = MaskAugmentation(rotate90=args.rotate90, max_rotation=args.max_rotation,
-                                    scale_jitter=args.scale_jitter, shift=args.shift)
+                                    scale_jitter=args.scale_jitter, shift=args.shift,
+                                    match_surroundings=args.match_surroundings)
     settings = SynthesisSettings(
         method=args.method, n_per_defect=args.n_per_defect, seed=args.seed,
         checkpoint=os.fspath(args.checkpoint) if args.method == "sard" else None,

@@ -36,6 +36,9 @@ class MaskAugmentation:
         shift: move by up to this fraction of the image's height and width.
         min_keep: the fraction of the placed shape that must stay on the image and its foreground.
         max_tries: draws before falling back to the training mask as it is.
+        match_surroundings: when above 1, draw this many placements (within ``max_tries``) and keep the one
+            whose surroundings are most like its training defect's (:func:`surroundings_tone`: a pit from the
+            thread's dark groove goes to a dark groove, not onto a bright flank); 0 or 1: the first draw.
     """
 
     hflip: bool = True
@@ -46,6 +49,7 @@ class MaskAugmentation:
     shift: float = 0.1
     min_keep: float = 0.5
     max_tries: int = 20
+    match_surroundings: int = 0
 
 
 @dataclass
@@ -111,26 +115,55 @@ def place_mask(source: np.ndarray, size: tuple[int, int], transform: Transform) 
     return placed, int(shape.sum())
 
 
+def surroundings_tone(gray: np.ndarray, mask: np.ndarray, width: int = 3) -> float:
+    """The mean grey level of the pixels within ``width`` of ``mask`` (outside it) minus that of the whole image
+    ``gray`` `(H, W)`: where on the product a defect sits, darker (negative) or lighter than the product's average.
+    NaN when the mask leaves no ring."""
+    inside = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
+    around = (F.max_pool2d(inside, 2 * width + 1, stride=1, padding=width) - inside)[0, 0].numpy() > 0
+    return float(gray[around].mean() - gray.mean()) if around.any() else math.nan
+
+
 def draw_mask(
     sources: list[np.ndarray],
     size: tuple[int, int],
     foreground: np.ndarray,
     augmentation: MaskAugmentation,
     rng: np.random.Generator,
+    gray: np.ndarray | None = None,
+    source_tones: list[float] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """A mask for a ``size`` image from one of the non-empty training masks ``sources``.
+
+    With ``augmentation.match_surroundings`` above 1, the target image's grey levels ``gray`` `(H, W)` and each
+    source's :func:`surroundings_tone` in its own image (``source_tones``), the placement kept is the one of
+    that many whose surroundings' tone is closest to its source's.
 
     Returns:
         `(mask, info)`: the `(H, W)` bool mask, never empty, and what was drawn (``source``: the index into
         ``sources``, ``transform``, ``fallback``: True when no augmented draw stayed on the foreground).
     """
+    matching = augmentation.match_surroundings > 1 and gray is not None and source_tones is not None
+    best = None  # (gap, mask, info) of the best placement so far, when matching
+    found = 0
     for _ in range(augmentation.max_tries):
         index = int(rng.integers(len(sources)))
         transform = draw_transform(augmentation, rng)
         placed, area = place_mask(sources[index], size, transform)
         kept = placed & foreground
         if kept.any() and kept.sum() >= augmentation.min_keep * area:
-            return kept, {"source": index, "transform": transform.to_dict(), "fallback": False}
+            info = {"source": index, "transform": transform.to_dict(), "fallback": False}
+            if not matching:
+                return kept, info
+            gap = abs(surroundings_tone(gray, kept) - source_tones[index])
+            gap = math.inf if math.isnan(gap) else gap  # no ring here or around the source: any other wins
+            if best is None or gap < best[0]:
+                best = (gap, kept, info)
+            found += 1
+            if found == augmentation.match_surroundings:
+                break
+    if best is not None:
+        return best[1], best[2]
     # A product too small or masks too large for the augmentation: the training mask as it is.
     index = int(rng.integers(len(sources)))
     placed, _ = place_mask(sources[index], size, Transform())

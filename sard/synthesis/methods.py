@@ -23,7 +23,7 @@ from ..seeding import seeded_generator
 from .cutpaste import cutpaste
 from .draem import draem_anomaly
 from .foreground import Foreground
-from .masks import MaskAugmentation, draw_mask, draw_transform, warp_pair
+from .masks import MaskAugmentation, draw_mask, draw_transform, surroundings_tone, warp_pair
 from .textures import procedural_texture
 
 METHODS = ("sard", "cutpaste", "draem", "real")
@@ -56,6 +56,11 @@ def is_grayscale_file(path: Path) -> bool:
     """Whether an image file is stored with one grey channel (L, I, ... modes)."""
     with PIL.Image.open(path) as image:
         return image.mode in _GRAY_MODES
+
+
+def grey(image: PIL.Image.Image) -> np.ndarray:
+    """`(H, W)` float grey levels (ITU-R BT.601 luma, as PIL's ``convert("L")``)."""
+    return np.asarray(image.convert("L"), dtype=np.float64)
 
 
 def as_output(rgb: np.ndarray, gray: bool) -> PIL.Image.Image:
@@ -124,6 +129,9 @@ class SardSynthesizer(Synthesizer):
                 f"{', '.join(unknown)} of {dataset.root}. Pass a checkpoint trained on this category."
             )
         self.pipeline, self.batch_size, self.num_inference_steps = pipeline, batch_size, num_inference_steps
+        # Where each training defect sits on its image, for placements that match it (match_surroundings).
+        self.tones = {d: [surroundings_tone(grey(load_rgb(a.image)), m) for a, m in zip(items, self.masks[d])]
+                      for d, items in self.training.items()} if self.augmentation.match_surroundings > 1 else None
 
     def __call__(self, items: list[Item]) -> list[Result]:
         images, masks, records = [], [], []
@@ -133,7 +141,8 @@ class SardSynthesizer(Synthesizer):
             with PIL.Image.open(source) as opened:
                 image = opened.copy()
             mask, info = draw_mask(self.masks[item.defect], (image.height, image.width),
-                                   self._foreground(source), self.augmentation, rng)
+                                   self._foreground(source), self.augmentation, rng,
+                                   *((grey(image), self.tones[item.defect]) if self.tones else ()))
             images.append(image)
             masks.append(mask)
             mask_source = self.training[item.defect][info.pop("source")].mask

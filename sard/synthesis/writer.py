@@ -49,7 +49,7 @@ class SynthesisSettings:
         texture_dir: DRAEM's textures (default: the other categories' normal images, else procedural ones;
             ``synthesis.json`` records which).
         foreground: keep masks on the product (estimated from the normal images).
-        augmentation: how training masks are varied (``sard``, ``real``).
+        augmentation: how training masks are varied (``sard``, ``real``; ``match_surroundings``: ``sard``).
         batch_size: images per pipeline call (``sard``).
         num_inference_steps: reverse steps (``sard``; default: the model's).
         background: ``"clean"`` or ``"noised"`` (``sard``; the pipeline's argument, an ablation).
@@ -78,6 +78,9 @@ class SynthesisSettings:
         for key, default in (("background", "clean"), ("region_constraint", True)):
             if values[key] == default:
                 values.pop(key)
+        # Only SARD places training masks by their surroundings; the first draw is the placement of old.
+        if values["augmentation"]["match_surroundings"] <= 1 or self.method != "sard":
+            values["augmentation"].pop("match_surroundings")
         # A local checkpoint by its content too: other weights or settings at the same path are another model.
         if self.method == "sard" and self.checkpoint and (Path(self.checkpoint) / "model_index.json").is_file():
             values["pipeline_sha256"] = pipeline_digest(self.checkpoint)
