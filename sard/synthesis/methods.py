@@ -58,7 +58,7 @@ def is_grayscale_file(path: Path) -> bool:
         return image.mode in _GRAY_MODES
 
 
-def grey(image: PIL.Image.Image) -> np.ndarray:
+def gray_levels(image: PIL.Image.Image) -> np.ndarray:
     """`(H, W)` float grey levels (ITU-R BT.601 luma, as PIL's ``convert("L")``)."""
     return np.asarray(image.convert("L"), dtype=np.float64)
 
@@ -130,7 +130,7 @@ class SardSynthesizer(Synthesizer):
             )
         self.pipeline, self.batch_size, self.num_inference_steps = pipeline, batch_size, num_inference_steps
         # Where each training defect sits on its image, for placements that match it (match_surroundings).
-        self.tones = {d: [surroundings_tone(grey(load_rgb(a.image)), m) for a, m in zip(items, self.masks[d])]
+        self.tones = {d: [surroundings_tone(gray_levels(load_rgb(a.image)), m) for a, m in zip(items, self.masks[d])]
                       for d, items in self.training.items()} if self.augmentation.match_surroundings > 1 else None
 
     def __call__(self, items: list[Item]) -> list[Result]:
@@ -142,7 +142,7 @@ class SardSynthesizer(Synthesizer):
                 image = opened.copy()
             mask, info = draw_mask(self.masks[item.defect], (image.height, image.width),
                                    self._foreground(source), self.augmentation, rng,
-                                   *((grey(image), self.tones[item.defect]) if self.tones else ()))
+                                   *((gray_levels(image), self.tones[item.defect]) if self.tones else ()))
             images.append(image)
             masks.append(mask)
             mask_source = self.training[item.defect][info.pop("source")].mask
