@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..synthesis.masks import ring
+
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's convert("L")
 
 
@@ -29,20 +31,6 @@ def luma(image: np.ndarray) -> np.ndarray:
     """`(H, W)` float grey levels of an `(H, W)` or `(H, W, 3)` image (same range as the input)."""
     image = np.asarray(image, dtype=np.float64)
     return image @ LUMA if image.ndim == 3 else image
-
-
-def ring(mask: np.ndarray, width: int) -> np.ndarray:
-    """The pixels outside ``mask`` within ``width`` pixels of it (chessboard distance), as a bool `(H, W)` array."""
-    mask = np.asarray(mask, dtype=bool)
-    if width < 1:
-        raise ValueError(f"The ring width must be at least 1 pixel, got {width}.")
-    height, wide = mask.shape
-    padded = np.pad(mask, width)
-    dilated = np.zeros_like(mask)
-    for dy in range(2 * width + 1):  # a separable max filter would be faster; masks here are small crops
-        for dx in range(2 * width + 1):
-            dilated |= padded[dy : dy + height, dx : dx + wide]
-    return dilated & ~mask
 
 
 def laplacian(gray: np.ndarray) -> np.ndarray:
