@@ -1,4 +1,4 @@
-"""Where the network looks: the working scale of an image and the crop around its mask.
+"""Where the network looks: the working scale of an image, the crop around its mask, and the ring around it.
 
 Region-constrained sampling never changes a pixel outside the mask, so running the network on a
 crop around the mask (with some context) instead of the whole frame changes no background pixel;
@@ -100,6 +100,20 @@ def mask_crop_box(mask: np.ndarray, scale: float, min_size: int, context: int, m
         # The factor keeps a box scaled to exactly max_size from rounding one pixel over it.
         box = box_at((max_size - 2 * context) / max(bottom + 1 - top, right + 1 - left) * (1 - 1e-9))
     return box
+
+
+def ring(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels outside ``mask`` within ``width`` pixels of it (chessboard distance), as a bool `(H, W)` array."""
+    mask = np.asarray(mask, dtype=bool)
+    if width < 1:
+        raise ValueError(f"The ring width must be at least 1 pixel, got {width}.")
+    height, wide = mask.shape
+    padded = np.pad(mask, width)
+    dilated = np.zeros_like(mask)
+    for dy in range(2 * width + 1):  # (2w + 1)² shifted ORs of bools: about 2 ms for a 900 x 900 mask at w = 3
+        for dx in range(2 * width + 1):
+            dilated |= padded[dy : dy + height, dx : dx + wide]
+    return dilated & ~mask
 
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
