@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -17,7 +18,9 @@ from .files import sha256
 
 # model_index.json records where each component's class lives; these paths are part of the format.
 COMPONENTS = {"denoiser": ("sard.denoiser", "SARDDenoiser"), "scheduler": ("sard.scheduler", "SARDScheduler")}
-PIPELINE_CONFIG = {"resolution", "crop_size", "context", "max_crop_size"}
+PIPELINE_CONFIG = {"resolution", "crop_size", "context", "max_crop_size"}  # whole numbers of pixels
+PIPELINE_SWITCHES = {"grain"}  # true or false
+PIPELINE_TABLES = {"grain_strength"}  # a positive number per defect type
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -56,12 +59,21 @@ def check_checkpoint(folder: str | Path) -> None:
         if entry not in ([module, class_name], ["sard", class_name]):
             raise CheckpointError(f"{index_path}: {name!r} must be [{module!r}, {class_name!r}], found {entry!r}.")
     metadata = {"_class_name", "_diffusers_version", "_name_or_path"}
-    unexpected = set(index) - set(COMPONENTS) - PIPELINE_CONFIG - metadata
+    unexpected = set(index) - set(COMPONENTS) - PIPELINE_CONFIG - PIPELINE_SWITCHES - PIPELINE_TABLES - metadata
     if unexpected:
         raise CheckpointError(f"{index_path} has unexpected entries: {', '.join(sorted(unexpected))}.")
     for key in PIPELINE_CONFIG & set(index):
         if not isinstance(index[key], int) or index[key] < 0:
             raise CheckpointError(f"{index_path}: {key} must be a non-negative integer, found {index[key]!r}.")
+    for key in PIPELINE_SWITCHES & set(index):
+        if not isinstance(index[key], bool):
+            raise CheckpointError(f"{index_path}: {key} must be true or false, found {index[key]!r}.")
+    for key in PIPELINE_TABLES & set(index):
+        table = index[key]
+        if not (isinstance(table, dict) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in table.values())):
+            raise CheckpointError(f"{index_path}: {key} must be a positive number per defect type, found "
+                                  f"{table!r}.")
 
     component_dirs = [folder / name for name in COMPONENTS]
     for path in [*folder.iterdir(), *(p for d in component_dirs if d.is_dir() for p in d.iterdir())]:
@@ -97,13 +109,17 @@ def pipeline_digest(folder: str | Path) -> str:
     components' configs and the denoiser's weights. Records made with a model (a benchmark's counts, a synthetic
     set) keep it, so that new weights or settings at the same path are not taken for the old ones. Metadata
     (``_diffusers_version``, ``_name_or_path``...) is left out: saving again with another diffusers is the same
-    model."""
+    model; so are the grain settings when grain is off, which is what a model saved before them does."""
     folder = Path(folder)
 
     def settings(path: Path) -> dict:
         return {k: v for k, v in _read_json(path).items() if not k.startswith("_")}
 
-    parts = {"pipeline": {k: v for k, v in settings(folder / "model_index.json").items() if k in PIPELINE_CONFIG},
+    pipeline = settings(folder / "model_index.json")
+    # Off, the grain settings change nothing, and a model saved before them has none.
+    grain = {"grain", "grain_strength"} if pipeline.get("grain") else set()
+    pipeline = {k: v for k, v in pipeline.items() if k in PIPELINE_CONFIG or k in grain}
+    parts = {"pipeline": pipeline,
              "denoiser": settings(folder / "denoiser" / "config.json"),
              "scheduler": settings(folder / "scheduler" / "scheduler_config.json"),
              "weights": sha256(folder / "denoiser" / WEIGHTS)}

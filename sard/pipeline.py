@@ -14,6 +14,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import cropping, image_io, sampling
 from .denoiser import SARDDenoiser
+from .grain import match_grain
 from .loading import CheckpointError, check_checkpoint
 from .sampling import BACKGROUND_MODES
 from .scheduler import SARDScheduler
@@ -109,6 +110,11 @@ class SARDPipeline(DiffusionPipeline):
         max_crop_size (`int`, defaults to 0): the longest side of a crop at working scale; a mask too large for
             it is painted at a lower scale, so one defect never costs more than a ``max_crop_size`` square while
             small defects keep the working resolution's detail. 0: no bound.
+        grain (`bool`, defaults to False): add the photo's own fine texture inside the mask where the painted fill
+            is smoother than the real defects of its type are against their surroundings (:mod:`sard.grain`).
+            False for models saved before it, so that they paint what they always painted.
+        grain_strength (`dict`, *optional*): per defect type, how much finer its real defects are than their
+            surroundings (:func:`sard.grain.type_strengths` of the training defects); a type not in it: 1.
     """
 
     model_cpu_offload_seq = "denoiser"
@@ -121,11 +127,14 @@ class SARDPipeline(DiffusionPipeline):
         crop_size: int = 64,
         context: int = 16,
         max_crop_size: int = 0,
+        grain: bool = False,
+        grain_strength: dict[str, float] | None = None,
     ):
         super().__init__()
         self.register_modules(denoiser=denoiser, scheduler=scheduler)
         self.register_to_config(resolution=resolution, crop_size=crop_size, context=context,
-                                max_crop_size=max_crop_size)
+                                max_crop_size=max_crop_size, grain=grain,
+                                grain_strength=dict(grain_strength or {}))
 
     @property
     def defect_types(self) -> list[str]:
@@ -288,8 +297,12 @@ class SARDPipeline(DiffusionPipeline):
                     samples[i] = x_0[row, :, : shapes[i][0], : shapes[i][1]]
         return samples
 
-    def _paste(self, crop: WorkingCrop, sample: torch.Tensor) -> np.ndarray:
-        """Write the sampled crop `(3, h, w)` into a copy of the user's pixels, inside the mask only."""
+    def _paste(self, crop: WorkingCrop, sample: torch.Tensor, grain_strength: float | None) -> np.ndarray:
+        """Write the sampled crop `(3, h, w)` into a copy of the user's pixels, inside the mask only; with a
+        ``grain_strength``, with the surroundings' grain matched first (:func:`~sard.grain.match_grain`).
+
+        The grain is drawn with a generator seeded by where the crop lies, not by the image's seed: it belongs to
+        the photo, so seeds vary the defect only (and the fidelity's diversity measures the network's variety)."""
         box = crop.box
         sample = cropping.resize(sample[None].float(), (box.height, box.width))[0]
         rgb = (sample.permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0
@@ -297,6 +310,9 @@ class SARDPipeline(DiffusionPipeline):
         rows, cols = box.slices
         inside = crop.mask[rows, cols]
         region = pixels[rows, cols]  # a view: writes go into ``pixels``
+        if grain_strength is not None:
+            rng = np.random.default_rng([box.top, box.left, box.bottom, box.right])
+            rgb = match_grain(rgb, image_io.to_unit_rgb(region, crop.decoded), inside, rng, grain_strength)
         if crop.decoded.color_channels == 3 and image_io.is_grayscale(region):
             # A grayscale photo stored as RGB stays grayscale: the defect is painted in luminance only.
             rgb = image_io.to_gray_rgb(rgb)
@@ -318,6 +334,7 @@ class SARDPipeline(DiffusionPipeline):
         max_crop_size: int | None = None,
         background: str = "clean",
         region_constraint: bool = True,
+        grain: bool | None = None,
     ) -> SARDPipelineOutput | tuple:
         r"""Paint a defect into each mask.
 
@@ -344,6 +361,8 @@ class SARDPipeline(DiffusionPipeline):
             region_constraint (`bool`, defaults to True): update only the mask at every step (RCD). False
                 lets the network update the whole crop and pastes inside the mask only at the end (an
                 ablation: what inpainting pipelines without RCD do).
+            grain (`bool`, *optional*): match the surroundings' fine texture inside the mask after painting
+                (:mod:`sard.grain`); defaults to the model's ``grain``. The crops in ``crops`` are before it.
 
         Returns:
             [`SARDPipelineOutput`] (an `ImagePipelineOutput`) whose ``images`` is a list with one result per
@@ -383,8 +402,13 @@ class SARDPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         samples = self._sample(crops, labels, z, generators, sampler)
 
-        # 5. Paste each sample back into its full-resolution image, inside the mask only.
-        results = [image_io.encode_image(self._paste(c, x), c.decoded, output_type) for c, x in zip(crops, samples)]
+        # 5. Paste each sample back into its full-resolution image, inside the mask only (with the grain of its
+        # surroundings).
+        grain = self.config.grain if grain is None else grain
+        strengths = self.config.grain_strength or {}
+        grain_strengths = [strengths.get(self.defect_types[int(label)], 1.0) if grain else None for label in labels]
+        results = [image_io.encode_image(self._paste(c, x, s), c.decoded, output_type)
+                   for c, x, s in zip(crops, samples, grain_strengths)]
         self.maybe_free_model_hooks()
         if not return_dict:
             return (results,)

@@ -134,3 +134,18 @@ def test_pipeline_digest_follows_the_content_not_the_metadata(copy, saved):
     weights = (copy / WEIGHTS).read_bytes()
     (copy / WEIGHTS).write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
     assert pipeline_digest(copy) != before
+
+
+def test_grain_switch_is_checked_and_only_an_on_switch_changes_the_digest(copy):
+    index_path = copy / "model_index.json"
+    index = json.loads(index_path.read_text())
+    before = pipeline_digest(copy)
+    index_path.write_text(json.dumps({**index, "grain": False}))
+    assert pipeline_digest(copy) == before  # what a model saved before the switch paints
+    index_path.write_text(json.dumps({**index, "grain": True}))
+    assert pipeline_digest(copy) != before
+    assert SARDPipeline.from_pretrained(copy).config.grain is True
+    index_path.write_text(json.dumps({**index, "grain": "yes"}))
+    assert "grain must be true or false" in _load_error(copy)
+    index_path.write_text(json.dumps({**index, "grain": True, "grain_strength": {"a": 1.5, "b": -1}}))
+    assert "grain_strength must be a positive number per defect type" in _load_error(copy)

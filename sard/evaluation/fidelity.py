@@ -317,7 +317,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
                 crop_size: int = 48, num_inference_steps: int | None = None, batch_size: int = 8,
                 progress=None, crop_scale: str = "native", context: int = 0,
                 jpeg_quality: int = 0, resolution: int | None = None,
-                max_crop_size: int | None = None) -> list[ItemResult]:
+                max_crop_size: int | None = None, grain: bool | None = None) -> list[ItemResult]:
     """Paint every item (seed 0, and ``seeds`` seeds for the diversity items) with ``pipe`` and measure it.
 
     Args:
@@ -327,6 +327,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
         resolution, max_crop_size: the working resolution to paint at and the bound on a crop's longer side
             (default: the model's; see :class:`~sard.SARDPipeline`); the working-scale control follows the scale
             each mask is painted at.
+        grain: match the surroundings' grain inside the mask (:mod:`sard.grain`; default: the model's setting).
         progress: called with the number of items done, if given.
     """
     resolution = resolution or pipe.config.resolution
@@ -348,6 +349,7 @@ def paint_items(pipe, items: list[FidelityItem], seeds: int, seed: int = 0, ring
             [prepared[i][0] for i, _ in batch], [prepared[i][2] for i, _ in batch],
             defect=[items[i].defect for i, _ in batch], generator=[items[i].generator(seed, s) for i, s in batch],
             num_inference_steps=num_inference_steps, resolution=resolution, max_crop_size=max_crop_size,
+            grain=grain,
         ).images
         for (i, _), image in zip(batch, images):
             canvas, _, mask, _ = prepared[i]

@@ -52,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_crop_size", type=int, default=None,
                         help="bound on the longer side of a painting crop, working pixels (default: the model's; "
                         "0: none): masks too large for it are painted at a lower scale")
+    parser.add_argument("--grain", choices=("model", "on", "off"), default="model",
+                        help="match the surroundings' fine texture inside each mask after painting (sard.grain): "
+                        "as the model is saved (default), or on or off")
     parser.add_argument("--ring_width", type=int, default=3, help="pixels of the ring around a mask")
     parser.add_argument("--num_inference_steps", type=int, help="reverse steps (default: the model's)")
     parser.add_argument("--batch_size", type=int, default=8, help="images per pipeline call")
@@ -114,7 +117,8 @@ def main(argv=None) -> list[dict]:
                                    args.num_inference_steps, args.batch_size, progress=progress,
                                    crop_scale=args.crop_scale, context=args.context,
                                    jpeg_quality=args.jpeg_quality, resolution=args.resolution,
-                                   max_crop_size=args.max_crop_size)
+                                   max_crop_size=args.max_crop_size,
+                                   grain={"model": None, "on": True, "off": False}[args.grain])
     timing["paint_s"] = time.perf_counter() - t
     np.savez_compressed(output_dir / "c2st_crops.npz", real=np.stack([r.real_crop for r in results]),
                         painted=np.stack([r.painted_crop for r in results]),
