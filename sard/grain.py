@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 
 import numpy as np
 
 from .cropping import ring
-from .datasets import Anomaly, load_mask, load_rgb
 
 # Wide enough that a blowhole of a few pixels still has about a hundred pixels to draw grain from.
 RING_WIDTH = 4
@@ -141,14 +141,13 @@ def defect_strength(image: np.ndarray, mask: np.ndarray, ring_width: int = RING_
     return _strength(masked_fine_residual(image, mask)[mask]) / outside if outside > 0 else math.nan
 
 
-def type_strengths(anomalies: dict[str, list[Anomaly]]) -> dict[str, float]:
-    """Per defect type, the median :func:`defect_strength` of its anomalies (read at full resolution); types with
-    none measurable are left out, and are painted with strength 1 (as fine as the surroundings)."""
+def type_strengths(defects: dict[str, Iterable[tuple[np.ndarray, np.ndarray]]]) -> dict[str, float]:
+    """Per defect type, the median :func:`defect_strength` of its ``(image, mask)`` pairs (float `(H, W, 3)` images
+    at full resolution, read as they are iterated); types with none measurable are left out, and are painted with
+    strength 1 (as fine as the surroundings)."""
     strengths = {}
-    for defect, items in anomalies.items():
-        values = [defect_strength(np.asarray(load_rgb(a.image), dtype=np.float64) / 255.0, load_mask(a.mask))
-                  for a in items if a.mask is not None]
-        values = [v for v in values if math.isfinite(v)]
+    for defect, pairs in defects.items():
+        values = [v for v in (defect_strength(image, mask) for image, mask in pairs) if math.isfinite(v)]
         if values:
             strengths[defect] = round(statistics.median(values), 4)
     return strengths

@@ -20,13 +20,21 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 from bundle_checkpoint import fidelity_section
 
-from sard.datasets import read_dataset
+from sard.datasets import Anomaly, load_mask, load_rgb, read_dataset
 from sard.files import write_json, write_text
 from sard.grain import type_strengths
 from sard.loading import check_checkpoint
+
+
+def pairs(anomalies: list[Anomaly]):
+    """Each anomaly with a mask as ``(float RGB image in [0, 1], bool mask)``, read one at a time."""
+    for anomaly in anomalies:
+        if anomaly.mask is not None:
+            yield np.asarray(load_rgb(anomaly.image), dtype=np.float64) / 255.0, load_mask(anomaly.mask)
 
 
 def training_config(checkpoint: Path) -> dict:
@@ -81,7 +89,9 @@ def main(argv=None) -> int:
     else:
         config = training_config(args.checkpoint)
         dataset = read_dataset(args.data_root or config["data_root"], config["category"], config["data_format"])
-        index["grain"], index["grain_strength"] = True, type_strengths(dataset.training_anomalies(config["split"]))
+        training = dataset.training_anomalies(config["split"])
+        index["grain"] = True
+        index["grain_strength"] = type_strengths({defect: pairs(items) for defect, items in training.items()})
     card_path = args.checkpoint / "README.md"
     if card_path.is_file():
         section = grain_section(index["grain_strength"], index["grain"])

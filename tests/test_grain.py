@@ -15,7 +15,6 @@ from conftest import make_pipeline
 
 from sard import SARDPipeline
 from sard.cropping import ring
-from sard.datasets import Anomaly
 from sard.evaluation.realism import defect_stats
 from sard.grain import defect_strength, fine_residual, masked_fine_residual, match_grain, type_strengths
 
@@ -218,18 +217,18 @@ def test_defect_strength_of_a_busier_and_of_a_smoother_defect():
     assert np.isnan(defect_strength(known, np.zeros(mask.shape, bool)))
 
 
-def test_type_strengths_are_medians_of_the_training_defects(tmp_path):
+def test_type_strengths_are_medians_and_skip_what_cannot_be_measured():
     _, known, mask = _scene(noise=0.02)
     rng = np.random.default_rng(5)
-    PIL.Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
-    anomalies = {"busy": [], "plain": []}
-    for i, noise in enumerate((0.02, 0.04, 0.08)):
+
+    def busy(noise):
         image = known.copy()
         image[mask] = np.clip(0.3 + noise * rng.standard_normal((int(mask.sum()), 3)), 0, 1)
-        PIL.Image.fromarray(np.rint(image * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
-        anomalies["busy"].append(Anomaly(tmp_path / f"{i}.png", tmp_path / "mask.png", "busy"))
-    anomalies["plain"].append(Anomaly(tmp_path / "0.png", None, "plain"))  # no mask: nothing to measure
-    strengths = type_strengths(anomalies)
+        return image, mask
+
+    empty = np.zeros(mask.shape, bool)
+    strengths = type_strengths({"busy": iter([busy(0.02), busy(0.04), busy(0.08), (known, empty)]),
+                                "unmeasurable": [(known, empty)]})
     assert list(strengths) == ["busy"]
     assert strengths["busy"] == pytest.approx(2.0, rel=0.2)  # the middle one: 0.04 against 0.02
 
