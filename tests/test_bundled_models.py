@@ -88,7 +88,7 @@ def test_readme_fidelity_rows_are_the_model_cards(folder):
         pytest.skip(f"{folder.name}'s card has no fidelity table yet")
     readme_rows = [line for line in (ROOT / "README.md").read_text().splitlines()
                    if line.startswith(f"| {folder.name}, now ")]
-    section = card.split("## Fidelity", 1)[1]
+    section = card.split("## Fidelity", 1)[1].split("\n## ", 1)[0]  # up to the card's next section
     card_rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")][1:]  # no header
     checked = 0
     for cells in card_rows:
@@ -102,3 +102,14 @@ def test_readme_fidelity_rows_are_the_model_cards(folder):
             assert figure in row, f"{folder.name}, {defect}: the card says {figure}, the README row is {row}"
         checked += 1
     assert checked
+
+
+@pytest.mark.parametrize("folder", BUNDLED, ids=lambda path: path.name)
+def test_bundled_models_match_grain_with_every_types_strength_in_their_cards(folder):
+    pipe = SARDPipeline.from_pretrained(folder)
+    assert pipe.config.grain is True
+    assert set(pipe.config.grain_strength) == set(pipe.defect_types)
+    card = (folder / "README.md").read_text()
+    grain = card.split("## Grain", 1)[1].split("\n## ", 1)[0]
+    for defect, strength in pipe.config.grain_strength.items():
+        assert f"| {defect} | {strength:.2f} |" in grain
