@@ -243,3 +243,11 @@ def load_rgb(path: Path) -> PIL.Image.Image:
 def load_mask(path: Path) -> np.ndarray:
     """A mask file as a boolean array (white = defect, binarised at 0.5)."""
     return image_io.decode_mask(path)
+
+
+def anomaly_pixels(anomalies: list[Anomaly]):
+    """Each anomaly that has a mask as ``(float RGB image in [0, 1], bool mask)`` at full resolution, read one at
+    a time (a generator)."""
+    for anomaly in anomalies:
+        if anomaly.mask is not None:
+            yield np.asarray(load_rgb(anomaly.image), dtype=np.float64) / 255.0, load_mask(anomaly.mask)

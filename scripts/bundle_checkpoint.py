@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sard import SARDPipeline
 from sard.training.held_out import held_out_accuracy
+from sard.training.model_card import grain_section
 
 PIPELINE_FILES = ["model_index.json", "README.md", "denoiser", "scheduler"]
 LOG_FILES = ["config.yaml", "losses.csv", "split.json"]
@@ -133,6 +134,9 @@ def main() -> None:
         card += discriminator_summary(args.run_dir / "losses.csv")
         if args.fidelity is not None:
             card += "\n" + fidelity_section(args.fidelity.read_text())
+        index = json.loads((staging / "model_index.json").read_text())
+        if index.get("grain"):
+            card += "\n" + grain_section(index.get("grain_strength") or {}, on=True)
         if args.notes is not None:
             card += "\n" + args.notes.read_text().strip("\n") + "\n"
         (staging / "README.md").write_text(card)

@@ -20,21 +20,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import yaml
 from bundle_checkpoint import fidelity_section
 
-from sard.datasets import Anomaly, load_mask, load_rgb, read_dataset
+from sard.datasets import anomaly_pixels, read_dataset
 from sard.files import write_json, write_text
 from sard.grain import type_strengths
 from sard.loading import check_checkpoint
-
-
-def pairs(anomalies: list[Anomaly]):
-    """Each anomaly with a mask as ``(float RGB image in [0, 1], bool mask)``, read one at a time."""
-    for anomaly in anomalies:
-        if anomaly.mask is not None:
-            yield np.asarray(load_rgb(anomaly.image), dtype=np.float64) / 255.0, load_mask(anomaly.mask)
+from sard.training.model_card import GRAIN_HEADING, grain_section, replace_section
 
 
 def training_config(checkpoint: Path) -> dict:
@@ -42,33 +35,6 @@ def training_config(checkpoint: Path) -> dict:
         if path.is_file():
             return yaml.safe_load(path.read_text())
     raise SystemExit(f"error: no config.yaml in {checkpoint} or its training_log/: the training split is unknown.")
-
-
-GRAIN_HEADING = "## Grain"
-
-
-def replace_section(card: str, heading: str, section: str) -> str:
-    """``card`` with its section under ``heading`` (up to the next ``## `` heading) replaced by ``section``, or
-    with ``section`` appended when it has none."""
-    lines = card.rstrip("\n").split("\n")
-    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
-    if start is None:
-        return card.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    parts = ["\n".join(lines[:start]).rstrip("\n"), section.strip("\n"), "\n".join(lines[end:])]
-    return "\n\n".join(part for part in parts if part) + "\n"
-
-
-def grain_section(strengths: dict[str, float] | None, on: bool) -> str:
-    """The card's section on grain matching: off, or on with each type's strength."""
-    if not on:
-        return f"{GRAIN_HEADING}\n\nOff: the fills are pasted as the network paints them.\n"
-    rows = "\n".join(f"| {defect} | {value:.2f} |" for defect, value in (strengths or {}).items())
-    return (f"{GRAIN_HEADING}\n\nOn (`sard.grain`, set with `scripts/set_grain.py`): after painting, each fill gets "
-            "the photo's own fine texture, copied in 8 x 8 tiles from around the mask, until its residual is as "
-            "strong as the ring around the mask times its type's strength: how much finer the type's training "
-            "defects are than their own surroundings (median). The background stays bit-exact.\n\n"
-            "| defect | strength |\n|---|---:|\n" + rows + "\n")
 
 
 def main(argv=None) -> int:
@@ -91,7 +57,7 @@ def main(argv=None) -> int:
         dataset = read_dataset(args.data_root or config["data_root"], config["category"], config["data_format"])
         training = dataset.training_anomalies(config["split"])
         index["grain"] = True
-        index["grain_strength"] = type_strengths({defect: pairs(items) for defect, items in training.items()})
+        index["grain_strength"] = type_strengths({d: anomaly_pixels(items) for d, items in training.items()})
     card_path = args.checkpoint / "README.md"
     if card_path.is_file():
         section = grain_section(index["grain_strength"], index["grain"])

@@ -456,7 +456,10 @@ def test_bundle_script_puts_every_stage_and_the_measurements_in_the_card(data, t
     assert "| mask | " in card and "| global | " in card and "t = 4" in card
     assert "## Fidelity (held-out masks" in card and "| scratch | 0.61 |" in card and "# Fidelity: fixture" not in card
     assert (target / "training_log" / "stage-1" / "losses.csv").read_text() == (first / "losses.csv").read_text()
-    SARDPipeline.from_pretrained(target)
+    bundled = SARDPipeline.from_pretrained(target)
+    # Grain matching is on in what training exports, with a strength per type measured on its training defects.
+    assert bundled.config.grain is True and set(bundled.config.grain_strength) == set(bundled.defect_types)
+    assert "| grain matching | on " in card and card.count("## Grain") == 1
     refused = subprocess.run([*command[:3], str(tmp_path / "other"), "--stage1", str(tmp_path)], env=_env(),
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "not a training run" in refused.stderr and not (tmp_path / "other").exists()
@@ -484,3 +487,10 @@ def test_resuming_an_earlier_checkpoint_to_its_own_step_exports_it_with_its_loss
     assert [int(r["step"]) for r in _rows(run / "losses.csv")] == [1, 2]
     weights = Path("denoiser") / "diffusion_pytorch_model.safetensors"
     assert (run / weights).read_bytes() == (run / "checkpoint-2" / weights).read_bytes()
+
+
+def test_grain_false_exports_a_pipeline_without_grain_matching(data, tmp_path):
+    train(parse_args(_args(data, tmp_path / "run", "--max_steps", "1", "--grain", "false")))
+    pipe = SARDPipeline.from_pretrained(tmp_path / "run")
+    assert pipe.config.grain is False and pipe.config.grain_strength == {}
+    assert "| grain matching | off |" in (tmp_path / "run" / "README.md").read_text()

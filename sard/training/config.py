@@ -27,6 +27,7 @@ class TrainConfig:
     resolution: int = 256  # images are used with their longer side at most this long
     crop_size: int = 64  # training crops around the masks, at working scale
     max_crop_size: int = 0  # the saved pipeline's bound on a sampling crop's longer side (0: none), see SARDPipeline
+    grain: bool = True  # the saved pipeline matches the photo's grain (sard.grain), strengths from training defects
     hflip: bool = True
     vflip: bool = True
     rotate90: bool = False  # for textures without a preferred direction

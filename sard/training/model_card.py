@@ -79,6 +79,7 @@ def model_card(
         }]}]
     painting_bound = (f"at most {config.max_crop_size} px (larger masks painted at a lower scale)"
                       if config.max_crop_size else "no bound")
+    grain = "on (the photo's fine texture inside the mask after painting, `sard.grain`)" if config.grain else "off"
     view = f"{config.disc_view} view"
     if config.disc_view == "clean":
         view += f" (high-pass: {config.high_pass_mode})"
@@ -123,6 +124,7 @@ trained this model; the rest are held out (the exact lists are in the run direct
 | batch size (per process) | {config.batch_size} |
 | crop size / working resolution | {config.crop_size} px / {config.resolution} px |
 | painting crops, longest side | {painting_bound} |
+| grain matching | {grain} |
 | denoiser channels | {config.channels} |
 | reverse steps T | {config.num_timesteps} |
 | started from | {f"the denoiser of `{config.init_from}`" if config.init_from else "random initialisation"} |
@@ -156,3 +158,30 @@ accelerate launch train/train_sard.py --config train/configs/mvtec-256.yaml \\
     --data_root /data/mvtec_ad --category bottle --output_dir runs/bottle
 ```
 """
+
+
+GRAIN_HEADING = "## Grain"
+
+
+def grain_section(strengths: dict[str, float], on: bool) -> str:
+    """A card's section on grain matching (:mod:`sard.grain`): off, or on with each defect type's strength."""
+    if not on:
+        return f"{GRAIN_HEADING}\n\nOff: the fills are pasted as the network paints them.\n"
+    rows = "\n".join(f"| {defect} | {value:.2f} |" for defect, value in strengths.items())
+    return (f"{GRAIN_HEADING}\n\nOn (`sard.grain`, set with `scripts/set_grain.py`): after painting, each fill gets "
+            "the photo's own fine texture, copied in 8 x 8 tiles from around the mask, until its residual is as "
+            "strong as the ring around the mask times its type's strength: how much finer the type's training "
+            "defects are than their own surroundings (median). The background stays bit-exact.\n\n"
+            "| defect | strength |\n|---|---:|\n" + rows + "\n")
+
+
+def replace_section(card: str, heading: str, section: str) -> str:
+    """``card`` with its section under ``heading`` (up to the next ``## `` heading) replaced by ``section``, or
+    with ``section`` appended when it has none."""
+    lines = card.rstrip("\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        return card.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    parts = ["\n".join(lines[:start]).rstrip("\n"), section.strip("\n"), "\n".join(lines[end:])]
+    return "\n\n".join(part for part in parts if part) + "\n"

@@ -21,10 +21,11 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ..config import ConfigError
-from ..datasets import read_dataset
+from ..datasets import anomaly_pixels, read_dataset
 from ..denoiser import SARDDenoiser
 from ..discriminator import MaskAwareDiscriminator
 from ..files import atomic_path
+from ..grain import type_strengths
 from ..pipeline import SARDPipeline
 from ..processes import check_world_size, set_threads
 from ..scheduler import SARDScheduler
@@ -161,6 +162,9 @@ def train(config: TrainConfig) -> None:
             "floor(n/3) of each type. Add images, or pass --split all to train on every anomaly."
         )
     defect_types = dataset.defect_types
+    # How much finer each type's real defects are than their surroundings: the exported pipeline's grain.
+    grain_strength = (type_strengths({d: anomaly_pixels(items) for d, items in train_used.items()})
+                      if config.grain else {})
     augmentation = Augmentation(config.hflip, config.vflip, config.rotate90, config.scale_jitter)
     examples = load_examples([a for items in train_used.values() for a in items], defect_types, config.resolution)
     batches = CropBatches(examples, config.crop_size, augmentation, config.seed)
@@ -226,7 +230,7 @@ def train(config: TrainConfig) -> None:
     def export_pipeline() -> SARDPipeline:
         ema.copy_to(ema_denoiser.parameters())
         return SARDPipeline(ema_denoiser, scheduler, resolution=config.resolution, crop_size=config.crop_size,
-                            max_crop_size=config.max_crop_size)
+                            max_crop_size=config.max_crop_size, grain=config.grain, grain_strength=grain_strength)
 
     def save(step: int, wall: float) -> None:
         # Every process's history, gathered in process order (a collective: all processes call it).
