@@ -482,3 +482,13 @@ def test_readme_ablation_tables_are_the_committed_report():
     assert len(rows) >= 14  # both categories: header, five variants and the real defects
     missing = [row for row in rows if row not in report]
     assert not missing, f"README rows not in docs/ablation/{' or '.join(reports)}: {missing}"
+
+
+def test_synthesis_refuses_a_negative_match_surroundings(data, tmp_path):
+    from sard.config import ConfigError
+
+    with pytest.raises(ConfigError, match="match_surroundings must be 0"):
+        synthesis_cli.main(["--data_root", str(data.data_root), "--category", data.category, "--method", "cutpaste",
+                            "--n_per_defect", "1", "--output_dir", str(tmp_path / "out"),
+                            "--match_surroundings", "-1"])
+    assert not (tmp_path / "out").exists()

@@ -52,6 +52,8 @@ def main(argv=None) -> Path:
     args = parse_args(argv)
     if args.method == "sard" and not args.checkpoint:
         raise ConfigError("--method sard needs --checkpoint (a SARD pipeline folder or hub id).")
+    if args.match_surroundings < 0:
+        raise ConfigError(f"--match_surroundings must be 0 (the first draw) or more, got {args.match_surroundings}.")
     augmentation = MaskAugmentation(rotate90=args.rotate90, max_rotation=args.max_rotation,
                                     scale_jitter=args.scale_jitter, shift=args.shift,
                                     match_surroundings=args.match_surroundings)
