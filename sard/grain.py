@@ -66,14 +66,14 @@ def _window_sums(values: np.ndarray, size: int) -> np.ndarray:
     return total[size:, size:] - total[:-size, size:] - total[size:, :-size] + total[:-size, :-size]
 
 
-def _tiled(residual: np.ndarray, outside: np.ndarray, mask: np.ndarray, wanted: float, rng: np.random.Generator,
-           tile: int) -> np.ndarray | None:
+def _tiled(residual: np.ndarray, outside: np.ndarray, mask: np.ndarray, ring_strength: float,
+           rng: np.random.Generator, tile: int) -> np.ndarray | None:
     """Grain for ``mask``: each ``tile x tile`` tile over it copies ``residual`` from a random window of the same
-    size that lies wholly in ``outside`` and is at most ``CALM`` times as busy (root mean square) as ``wanted``.
-    None when no window lies wholly outside the mask."""
+    size that lies wholly in ``outside`` and is at most ``CALM`` times as busy (root mean square) as the ring
+    (``ring_strength``). None when no window lies wholly outside the mask."""
     size = min(tile, *mask.shape)
     clean = _window_sums(outside.astype(np.float64), size) == size * size
-    calm = clean & (_window_sums((residual @ _LUMA) ** 2, size) <= CALM**2 * wanted**2 * size * size)
+    calm = clean & (_window_sums((residual @ _LUMA) ** 2, size) <= (CALM * ring_strength) ** 2 * size * size)
     choices = np.flatnonzero(calm if calm.any() else clean)
     if not choices.size:
         return None
@@ -104,7 +104,7 @@ def match_grain(fill: np.ndarray, known: np.ndarray, mask: np.ndarray, rng: np.r
 
     Returns:
         `(H, W, 3)` float: ``fill`` with grain added inside ``mask`` (unchanged outside it, and unchanged where
-        the mask has no ring, or its fill is already as grainy as the ring).
+        the mask has no ring, or its fill already holds ``strength`` times the ring's fine texture).
     """
     mask = np.asarray(mask, dtype=bool)
     around = ring(mask, ring_width)
@@ -123,11 +123,11 @@ def match_grain(fill: np.ndarray, known: np.ndarray, mask: np.ndarray, rng: np.r
         grain = np.zeros_like(fill)
         grain[mask] = residual[around][rng.integers(int(around.sum()), size=int(mask.sum()))]
     # Measured as placed: the tiles' seams and the mask's border change its strength a little.
-    strength = _strength(masked_fine_residual(grain, mask)[mask])
-    if strength == 0.0:
+    placed = _strength(masked_fine_residual(grain, mask)[mask])
+    if placed == 0.0:
         return fill
     # Independent textures add in power: this brings the mask's residual to the wanted strength.
-    scale = np.sqrt(wanted**2 - have**2) / strength
+    scale = np.sqrt(wanted**2 - have**2) / placed
     return np.where(mask[..., None], fill + scale * grain, fill)
 
 
