@@ -34,23 +34,21 @@ CALM = 1.25
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _box_sum(image: np.ndarray, mode: str) -> np.ndarray:
-    """The sum over each pixel's 3 x 3 neighbourhood of an `(H, W, C)` array, padded with ``mode``."""
-    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode=mode)
+def _box_sum(image: np.ndarray) -> np.ndarray:
+    """The sum over each pixel's 3 x 3 neighbourhood of an `(H, W, C)` array, zero beyond its edges."""
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)))
     height, width = image.shape[:2]
     return sum(padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3))
 
 
-def fine_residual(image: np.ndarray) -> np.ndarray:
-    """`(H, W, C)` float: ``image`` minus its 3 x 3 box mean (edges replicated), the texture at the pixel scale."""
-    return image - _box_sum(image, "edge") / 9.0
-
-
 def masked_fine_residual(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`(H, W, C)` float: ``image`` minus the mean of its 3 x 3 neighbours inside ``mask``, zero outside it: the
-    texture of a fill alone, without the step at the mask's border (which a smooth dark fill has too)."""
+    texture of a fill alone, without the step at the mask's border (which a smooth dark fill has too).
+
+    The same figure as :func:`sard.discriminator.masked_high_pass` at size 3, on an `(H, W, C)` array; that one
+    divides before it sums, and leaves a flat fill about 1e-15 instead of 0."""
     inside = mask[..., None].astype(image.dtype)
-    mean = _box_sum(image * inside, "constant") / _box_sum(inside, "constant").clip(min=1.0)
+    mean = _box_sum(image * inside) / _box_sum(inside).clip(min=1.0)
     return (image - mean) * inside
 
 

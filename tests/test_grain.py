@@ -15,8 +15,9 @@ from conftest import make_pipeline
 
 from sard import SARDPipeline
 from sard.cropping import ring
+from sard.discriminator import high_pass
 from sard.evaluation.realism import defect_stats
-from sard.grain import defect_strength, fine_residual, masked_fine_residual, match_grain, type_strengths
+from sard.grain import defect_strength, masked_fine_residual, match_grain, type_strengths
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -29,6 +30,12 @@ def _scene(size: int = 64, noise: float = 0.03, seed: int = 0):
     mask[20:44, 16:40] = True
     fill = np.full((size, size, 3), 0.3)
     return fill, known, mask
+
+
+def fine_residual(image: np.ndarray) -> np.ndarray:
+    """`(H, W, C)`: ``image`` minus its 3 x 3 box mean, edges replicated (the discriminator's :func:`high_pass`)."""
+    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, 2, 0)))[None]
+    return np.moveaxis(high_pass(x, size=3)[0].numpy(), 0, 2)
 
 
 def _strength(image: np.ndarray, where: np.ndarray) -> float:
@@ -48,7 +55,7 @@ def test_masked_fine_residual_ignores_the_border_step():
     np.testing.assert_allclose(masked_fine_residual(composite, mask), 0.0, atol=1e-12)
 
 
-def test_fine_residual_of_a_constant_and_of_one_bright_pixel():
+def test_the_plain_residual_of_a_constant_and_of_one_bright_pixel():
     flat = np.full((5, 6, 3), 0.4)
     np.testing.assert_allclose(fine_residual(flat), 0.0, atol=1e-12)
     spot = np.zeros((5, 5, 1))
