@@ -244,6 +244,14 @@ def test_config_errors_list_every_bad_key():
     assert all(key in str(error.value) for key in ("resolution", "loss", "steps"))
     with pytest.raises(ConfigError, match="Unknown"):
         load(EvalConfig, overrides={"learning_rate": 1.0})
+    with pytest.raises(ConfigError, match="real_share"):
+        load(EvalConfig, overrides={"real_share": 1.0})
+
+
+def test_a_real_share_counts_in_the_runs_identity_only_when_set():
+    # runs finished before the key existed keep their fingerprint; a run with a share is another run
+    assert "real_share" not in load(EvalConfig).identity()
+    assert load(EvalConfig, overrides={"real_share": 0.75}).identity()["real_share"] == 0.75
 
 
 TINY_SEGFORMER = {"hidden": (8, 16, 24, 32), "heads": (1, 2, 3, 4), "decoder": 16}

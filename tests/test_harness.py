@@ -170,3 +170,42 @@ def test_the_input_norm_is_the_same_in_training_and_testing(tmp_path, monkeypatc
     test = HeldOutSet.load([("a", r["image"], r["mask"]) for r in records[:2]], config)
     evaluate_segmenter(model, test, batch_size=2, norm=config.input_norm)
     assert seen == ["per_image"] * 3
+
+
+def _tagged_set(methods):
+    """One 8 x 8 pair per method, its image filled with the pair's index + 1, and one normal image (0)."""
+    n = len(methods)
+    images = [torch.full((3, 8, 8), i, dtype=torch.uint8) for i in range(1, n + 1)] + [torch.zeros(3, 8, 8).byte()]
+    masks = [torch.ones(8, 8, dtype=torch.bool)] * n + [torch.zeros(8, 8, dtype=torch.bool)]
+    anomalous = torch.tensor([True] * n + [False])
+    return TrainingSet(images, masks, anomalous, torch.tensor([m == "real" for m in methods] + [False]))
+
+
+def test_real_share_sets_how_often_a_union_draws_its_real_pairs():
+    data = _tagged_set(["real", "sard", "sard", "sard"])
+    drawn = data.batch(np.random.default_rng(0), 4000, 1.0, False, False)[0][:, 0, 0, 0]
+    assert abs((drawn == 1).float().mean().item() - 0.25) < 0.03  # no share: every pair alike, 1 real of 4
+    drawn = data.batch(np.random.default_rng(0), 4000, 1.0, False, False, real_share=0.8)[0][:, 0, 0, 0]
+    assert abs((drawn == 1).float().mean().item() - 0.8) < 0.03
+    assert set(drawn.tolist()) == {1, 2, 3, 4}  # the synthetic pairs share the rest alike
+
+
+def test_without_a_share_batches_are_drawn_as_before():
+    data = _tagged_set(["real", "sard", "sard"])
+    untagged = TrainingSet(data.images, data.masks, data.anomalous)
+    for share_free in (data, untagged):
+        one = share_free.batch(np.random.default_rng([3, 1]), 32, 0.5, True, True)
+        two = untagged.batch(np.random.default_rng([3, 1]), 32, 0.5, True, True)
+        assert all(torch.equal(a, b) for a, b in zip(one[:2], two[:2]))
+    # a share with pairs of one kind only changes nothing either
+    only_synthetic = TrainingSet(data.images, data.masks, data.anomalous, torch.zeros(4, dtype=torch.bool))
+    one = only_synthetic.batch(np.random.default_rng(5), 32, 0.5, False, False, real_share=0.7)
+    two = untagged.batch(np.random.default_rng(5), 32, 0.5, False, False)
+    assert torch.equal(one[0], two[0])
+
+
+def test_records_tag_the_real_pairs(tmp_path):
+    config = load(EvalConfig, overrides={"resolution": 32})
+    records = _records(tmp_path, [(40, 60), (64, 48)])
+    records[0]["method"], records[1]["method"] = "real", "sard"
+    assert TrainingSet.from_records(records, config).real.tolist() == [True, False, False]

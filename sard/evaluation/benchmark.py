@@ -84,8 +84,10 @@ def synthesis_settings(config: EvalConfig, method: str, seed: int, checkpoint: s
 
 
 def training_records(synthetic: dict[str, Path], row: str, train_good: list[Path]) -> list[dict]:
-    """The row's pairs (each of its methods' manifests, in order) and then the category's normal images."""
-    records = [r for method in components(row) for r in read_manifest(synthetic[method]) if r["mask"] is not None]
+    """The row's pairs (each of its methods' manifests, in order, each record with its ``method``) and then the
+    category's normal images."""
+    records = [dict(r, method=method) for method in components(row) for r in read_manifest(synthetic[method])
+               if r["mask"] is not None]
     return records + [{"image": str(path), "mask": None} for path in train_good]
 
 
@@ -129,7 +131,9 @@ def describe(config: EvalConfig, seeds: list[int], textures: dict) -> str:
     if config.input_norm != "fixed":
         view += ", each image standardised (zero mean, unit spread)"
     note = (f"Segmenter: {net} from {weights}, {view}; {config.steps} steps of {config.batch_size}, loss {loss}; "
-            f"{config.n_per_defect} pairs per defect type and method plus the normal images; seeds "
+            f"{config.n_per_defect} pairs per defect type and method plus the normal images"
+            + (f" ({round(100 * config.real_share)} % of a union's pairs drawn from the real ones)"
+               if config.real_share else "") + "; seeds "
             f"{', '.join(map(str, seeds))} (each seed: synthesis and segmenter).")
     for category, sources in textures.items():
         for source in sorted(sources):

@@ -22,8 +22,10 @@ class EvalConfig:
     Synthesis: ``n_per_defect`` pairs per defect type and method, plus the normal images.
     Segmenter: trained from scratch (or from ``pretrained``, a local file) for ``steps`` steps of
     ``batch_size`` images, with the same seed for every method; each image of a batch is a synthetic pair
-    with probability ``anomaly_fraction``, else a normal image. Images are seen whole at ``resolution`` x
-    ``resolution`` (``crop: 0``, the papers' protocol), or at their own scale (at most ``max_side`` on the
+    with probability ``anomaly_fraction``, else a normal image; in a union with ``real`` (``real+sard``) a pair
+    is a real one with probability ``real_share`` (0: every set of the union as often as the others). Images
+    are seen whole at ``resolution`` x ``resolution`` (``crop: 0``, the papers' protocol), or at their own
+    scale (at most ``max_side`` on the
     longer side when set, or all scaled to ``fit_side``) as ``crop`` x ``crop`` crops for training, a share
     ``defect_crop`` of the pairs' crops around a defect, and whole for testing (see :mod:`.harness`).
     """
@@ -62,6 +64,7 @@ class EvalConfig:
     defect_weight: float = 1.0  # the defect class's weight in the cross-entropy (class-balanced loss)
     input_norm: str = "fixed"  # fixed: [0, 255] -> [-1, 1] | per_image: each image to zero mean, unit spread
     anomaly_fraction: float = 0.5
+    real_share: float = 0.0  # a union with real: the share of its pairs drawn from the real ones; 0: sets alike
     hflip: bool = True
     vflip: bool = True
     eval_batch_size: int = 16
@@ -110,6 +113,8 @@ class EvalConfig:
             errors.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0.0 < self.anomaly_fraction <= 1.0:
             errors.append(f"anomaly_fraction must be in (0, 1], got {self.anomaly_fraction}")
+        if not 0.0 <= self.real_share < 1.0:
+            errors.append(f"real_share must be in [0, 1) (0: every set of a union alike), got {self.real_share}")
         if not 0.0 <= self.warmup < 1.0:
             errors.append(f"warmup must be in [0, 1), got {self.warmup}")
         if self.match_surroundings < 0:
@@ -136,7 +141,7 @@ class EvalConfig:
         # Keys added later only count when used: runs finished before they existed stay valid.
         for key, default in (("background", "clean"), ("region_constraint", True), ("crop", 0), ("max_side", 0),
                              ("fit_side", 0), ("defect_crop", 0.5), ("unet_width", 16), ("defect_weight", 1.0),
-                             ("input_norm", "fixed")):
+                             ("input_norm", "fixed"), ("real_share", 0.0)):
             if values[key] == default:
                 values.pop(key)
         return values

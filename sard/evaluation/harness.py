@@ -109,22 +109,34 @@ class TrainingSet:
     images: list[torch.Tensor]  # (3, H, W) uint8 each; all R x R in whole-image mode
     masks: list[torch.Tensor]  # (H, W) bool each
     anomalous: torch.Tensor  # (N,) bool: an (image, mask) pair (True) or a normal image (False)
+    real: torch.Tensor | None = None  # (N,) bool: a pair of the real defects (records of method "real")
 
     @classmethod
     def from_records(cls, records: list[dict], config: EvalConfig) -> TrainingSet:
-        """Records as in a synthetic set's manifest (``image``, ``mask`` or None for a normal image)."""
+        """Records as in a synthetic set's manifest (``image``, ``mask`` or None for a normal image; ``method``, when
+        given, marks the real defects' pairs)."""
         images, masks = load_pairs(records, config)
-        return cls(images, masks, torch.tensor([r["mask"] is not None for r in records], dtype=torch.bool))
+        return cls(images, masks, torch.tensor([r["mask"] is not None for r in records], dtype=torch.bool),
+                   torch.tensor([r.get("method") == "real" for r in records], dtype=torch.bool))
 
     def batch(self, rng: np.random.Generator, size: int, anomaly_fraction: float, hflip: bool, vflip: bool,
-              crop: int = 0, defect_crop: float = 0.5):
+              crop: int = 0, defect_crop: float = 0.5, real_share: float = 0.0):
         """``size`` images, each a pair with probability ``anomaly_fraction`` (else a normal image), cropped
-        (``crop`` > 0, see :func:`random_crop`) and flipped at random. Returns ``(images, masks, valid)``;
-        ``valid`` (where the pixels are real, not padding) is None without crops."""
-        pools = [torch.nonzero(self.anomalous).flatten(), torch.nonzero(~self.anomalous).flatten()]
+        (``crop`` > 0, see :func:`random_crop`) and flipped at random. With ``real_share`` > 0 and both real and
+        synthetic pairs, a pair is a real one with that probability; else every pair is as likely as another.
+        Returns ``(images, masks, valid)``; ``valid`` (where the pixels are real, not padding) is None without
+        crops."""
+        pairs, normal = torch.nonzero(self.anomalous).flatten(), torch.nonzero(~self.anomalous).flatten()
+        split = None
+        if real_share and self.real is not None:
+            real, synthetic = pairs[self.real[pairs]], pairs[~self.real[pairs]]
+            split = (real, synthetic) if len(real) and len(synthetic) else None
         picks = []
         for _ in range(size):
-            pool = pools[0] if (rng.random() < anomaly_fraction or not len(pools[1])) and len(pools[0]) else pools[1]
+            pool = pairs if (rng.random() < anomaly_fraction or not len(normal)) and len(pairs) else normal
+            if split is not None and pool is pairs:
+                # Drawn only with a share set: without one, the draws (and so the committed results) stay as they were.
+                pool = split[0] if rng.random() < real_share else split[1]
             picks.append(int(pool[rng.integers(len(pool))]))
         if crop:
             crops = [random_crop(self.images[p], self.masks[p], crop, rng,
@@ -195,7 +207,7 @@ def train_segmenter(config: EvalConfig, data: TrainingSet, device="cpu", progres
     for step in range(config.steps):
         rng = np.random.default_rng([config.seed, step])
         images, masks, valid = data.batch(rng, config.batch_size, config.anomaly_fraction, config.hflip,
-                                          config.vflip, config.crop, config.defect_crop)
+                                          config.vflip, config.crop, config.defect_crop, config.real_share)
         loss = segmentation_loss(model(to_input(images, device, config.input_norm)), masks.to(device), config.loss,
                                  None if valid is None else valid.to(device), config.defect_weight)
         optimizer.zero_grad(set_to_none=True)
